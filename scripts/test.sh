@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Bootstraps .venv and the Claude Code CLI used by the end-to-end tests.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/bootstrap.sh dev
+bash scripts/install-claude-code.sh || echo "warning: the Claude Code CLI could not be installed; its end-to-end tests will say why" >&2
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,126 @@
+"""The typed settings model. Every field is documented in docs/user-guide.md."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TimeoutSettings(_Section):
+    """Upstream timeouts in seconds (see cloudgate.providers.transport)."""
+
+    connect: float = Field(10.0, gt=0)
+    first_byte: float = Field(600.0, gt=0)
+    idle: float = Field(300.0, gt=0)
+    total: float | None = Field(3600.0, gt=0)
+
+
+class GatewaySettings(_Section):
+    """The listening side: address, caller authentication, limits."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8900, ge=0, le=65535)
+    # Keys callers present as `Authorization: Bearer`, `x-api-key`, or in `auth_header`.
+    keys: list[str] = Field(default_factory=list)
+    # An extra header to read the key from, e.g. `Proxy-Authorization` when the client puts
+    # its own cloud token in `Authorization`. A `Bearer ` prefix in its value is accepted.
+    auth_header: str | None = None
+    # Serve without keys. Refused unless `host` is a loopback address.
+    allow_keyless: bool = False
+    max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    # Log one structured line per request (usage included).
+    log_requests: bool = True
+
+    @field_validator("keys")
+    @classmethod
+    def _non_empty_keys(cls, keys: list[str]) -> list[str]:
+        if any(not k.strip() for k in keys):
+            raise ValueError("gateway keys must be non-empty strings")
+        return [k.strip() for k in keys]
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether `host` only accepts connections from this machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class VertexSettings(_Section):
+    """The Vertex AI upstream."""
+
+    project_id: str | None = None
+    # CLOUD_ML_REGION: `global`, a multi-region (`us`, `eu`) or a region such as `us-east5`.
+    region: str = "us-east5"
+    # Model-id prefix -> region, e.g. {"claude-3-5-haiku": "us-east5"}; the longest prefix
+    # wins. VERTEX_REGION_* variables land here under the prefixes Claude Code uses.
+    region_overrides: dict[str, str] = Field(default_factory=dict)
+    # One base URL for every region (like ANTHROPIC_VERTEX_BASE_URL for the SDK), or None for
+    # Google's own hosts. `base_urls` maps a single region to its own base URL and wins.
+    base_url: str | None = None
+    base_urls: dict[str, str] = Field(default_factory=dict)
+    # A service-account key or authorized-user file; else Application Default Credentials.
+    credentials_file: str | None = None
+    # A fixed OAuth access token instead of credentials (short-lived tests, tokens from outside).
+    access_token: str | None = None
+    anthropic_version: str = "vertex-2023-10-16"
+    # Where to count tokens when `region` is `global` and the global endpoint refuses it.
+    count_tokens_region: str = "us-east5"
+    # Use the region in a Vertex-format caller's URL instead of the configured one.
+    honor_client_region: bool = False
+    # Refresh the OAuth token this many seconds before it expires.
+    token_refresh_margin: float = Field(300.0, ge=0)
+    # Betas to drop in addition to the built-in table of betas Vertex rejects.
+    drop_betas: list[str] = Field(default_factory=list)
+
+    @field_validator("region", "count_tokens_region")
+    @classmethod
+    def _valid_region(cls, region: str) -> str:
+        region = region.strip()
+        if not region or any(c in region for c in "/. "):
+            raise ValueError(f"not a Vertex location: {region!r}")
+        return region
+
+
+class ModelSettings(_Section):
+    """What model names mean (Claude Code's ANTHROPIC_*MODEL variables)."""
+
+    default: str | None = None  # ANTHROPIC_MODEL: what the alias `default` resolves to
+    small_fast: str | None = None  # ANTHROPIC_SMALL_FAST_MODEL
+    opus: str | None = None  # ANTHROPIC_DEFAULT_OPUS_MODEL: what `opus` resolves to
+    sonnet: str | None = None  # ANTHROPIC_DEFAULT_SONNET_MODEL
+    haiku: str | None = None  # ANTHROPIC_DEFAULT_HAIKU_MODEL
+    # Further aliases: name -> model id (any platform's spelling).
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+
+class CachingSettings(_Section):
+    """Prompt caching (Claude Code's DISABLE_PROMPT_CACHING* and ENABLE_PROMPT_CACHING_1H)."""
+
+    disable: bool = False
+    disable_opus: bool = False
+    disable_sonnet: bool = False
+    disable_haiku: bool = False
+    # Give `cache_control` markers without a `ttl` the one-hour TTL.
+    ttl_1h: bool = False
+
+
+class Settings(_Section):
+    """All of cloudgate's settings."""
+
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    vertex: VertexSettings = Field(default_factory=VertexSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    caching: CachingSettings = Field(default_factory=CachingSettings)
+    # A catalog file replacing the built-in one (same format as cloudgate/catalog/models.yaml).
+    catalog_file: str | None = None
+    log_level: str = "INFO"

@@ -1,0 +1,206 @@
+"""Error shapes of the three wire formats, and the one internal error that maps onto all of them.
+
+Shapes:
+- Anthropic: `{"type":"error","error":{"type":"rate_limit_error","message":"..."}}`
+- Google (Vertex transport errors): `{"error":{"code":429,"message":"...","status":"RESOURCE_EXHAUSTED"}}`,
+  sometimes wrapped in a one-element array on streaming endpoints.
+- AWS (Bedrock): header `x-amzn-ErrorType: ThrottlingException`, body `{"message":"..."}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+# Anthropic error type -> HTTP status.
+ANTHROPIC_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+# HTTP status -> the Anthropic error type the API uses for it.
+_TYPE_FOR_STATUS: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+# HTTP status -> Google canonical status name.
+GOOGLE_STATUS: dict[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "INVALID_ARGUMENT",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+    529: "UNAVAILABLE",
+}
+
+# Google canonical status name -> HTTP status (for envelopes whose `code` is missing).
+_STATUS_FOR_GOOGLE: dict[str, int] = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ABORTED": 409,
+    "ALREADY_EXISTS": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "INTERNAL": 500,
+    "UNKNOWN": 500,
+    "DATA_LOSS": 500,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+
+def anthropic_type_for_status(status: int) -> str:
+    """The Anthropic error type for an HTTP status."""
+    if status in _TYPE_FOR_STATUS:
+        return _TYPE_FOR_STATUS[status]
+    return "invalid_request_error" if 400 <= status < 500 else "api_error"
+
+
+def google_status_for(status: int) -> str:
+    """The Google canonical status name for an HTTP status."""
+    if status in GOOGLE_STATUS:
+        return GOOGLE_STATUS[status]
+    return "FAILED_PRECONDITION" if 400 <= status < 500 else "UNKNOWN"
+
+
+def anthropic_error_body(error_type: str, message: str) -> bytes:
+    """An Anthropic-shape error body."""
+    return orjson.dumps({"type": "error", "error": {"type": error_type, "message": message}})
+
+
+def google_error_body(code: int, message: str, status: str | None = None) -> bytes:
+    """A Google-shape error envelope."""
+    return orjson.dumps(
+        {"error": {"code": code, "message": message, "status": status or google_status_for(code)}}
+    )
+
+
+class GatewayError(Exception):
+    """An error a caller sees, independent of wire format; front doors render it in theirs.
+
+    `status` is the HTTP status; `error_type` the Anthropic error type; `google_status` the
+    Google canonical name (derived from the status unless given). `raw_body`, when set, is an
+    upstream error body whose shape (`raw_shape`: "anthropic", "google" or "aws") a front door
+    passes through unchanged when that shape is native to its wire format, because clients'
+    retry logic reads the upstream's exact wording. `headers` carries headers worth keeping
+    (`retry-after`, `x-amzn-ErrorType`).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        google_status: str | None = None,
+        raw_body: bytes | None = None,
+        raw_shape: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type or anthropic_type_for_status(status)
+        self.google_status = google_status or google_status_for(status)
+        self.raw_body = raw_body
+        self.raw_shape = raw_shape
+        self.headers = headers or {}
+
+    def anthropic_body(self) -> bytes:
+        """This error in Anthropic shape."""
+        return anthropic_error_body(self.error_type, self.message)
+
+    def google_body(self) -> bytes:
+        """This error in Google shape."""
+        return google_error_body(self.status, self.message, self.google_status)
+
+    def __repr__(self) -> str:
+        return f"GatewayError({self.status}, {self.error_type!r}, {self.message!r})"
+
+
+@dataclass(slots=True, frozen=True)
+class ParsedError:
+    """What an upstream error body says, whichever shape it came in."""
+
+    status: int
+    message: str
+    error_type: str  # Anthropic error type
+    google_status: str | None  # set when the body was a Google envelope
+    shape: str  # "anthropic", "google" or "unknown"
+
+
+def parse_error_body(status: int, body: bytes) -> ParsedError:
+    """Read an upstream error body of any known shape; unknown bodies keep their text."""
+    try:
+        doc: Any = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, list) and len(doc) == 1:
+        doc = doc[0]
+    if isinstance(doc, dict):
+        err = doc.get("error")
+        if doc.get("type") == "error" and isinstance(err, dict):
+            etype = err.get("type") if isinstance(err.get("type"), str) else None
+            return ParsedError(
+                status,
+                str(err.get("message", "")),
+                etype or anthropic_type_for_status(status),
+                None,
+                "anthropic",
+            )
+        if isinstance(err, dict) and ("status" in err or "code" in err):
+            gstatus = err.get("status") if isinstance(err.get("status"), str) else None
+            code = err.get("code") if isinstance(err.get("code"), int) else None
+            http = status or code or (_STATUS_FOR_GOOGLE.get(gstatus or "", 500))
+            return ParsedError(
+                http,
+                str(err.get("message", "")),
+                anthropic_type_for_status(http),
+                gstatus or google_status_for(http),
+                "google",
+            )
+        if isinstance(doc.get("message"), str):
+            return ParsedError(status, doc["message"], anthropic_type_for_status(status), None, "unknown")
+    text = body.decode("utf-8", "replace").strip() if body else ""
+    return ParsedError(status, text or f"upstream returned HTTP {status}", anthropic_type_for_status(status), None, "unknown")

@@ -1,0 +1,1 @@
+"""Upstream providers: each builds its wire request, authenticates, sends, and maps errors."""

@@ -1,0 +1,1 @@
+"""Credentials for the upstream clouds, fetched off the request path and cached."""

@@ -1,0 +1,174 @@
+"""The upstream HTTP client: one pooled aiohttp session behind a small interface.
+
+aiohttp was chosen by measurement (see docs/decisions/0002-aiohttp-upstream-client.md); keeping
+it behind `Transport` means a change of client touches this file only.
+
+Timeouts, all in seconds:
+- connect: TCP (and TLS) connection establishment;
+- first_byte: from sending the request to receiving the response headers;
+- idle: longest silence between two chunks of the response body;
+- total: the whole exchange, headers and body (None for no limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+
+@dataclass(slots=True, frozen=True)
+class Timeouts:
+    """Upstream timeouts in seconds; see the module docstring."""
+
+    connect: float = 10.0
+    first_byte: float = 120.0
+    idle: float = 120.0
+    total: float | None = 900.0
+
+
+class TransportError(Exception):
+    """The upstream could not be reached or did not answer in time."""
+
+
+class UpstreamConnectError(TransportError):
+    """No connection could be made (refused, DNS, TLS)."""
+
+
+class UpstreamTimeout(TransportError):
+    """A timeout fired; `phase` says which: connect, first_byte, idle or total."""
+
+    def __init__(self, phase: str, seconds: float) -> None:
+        super().__init__(f"upstream {phase.replace('_', ' ')} timeout after {seconds:g}s")
+        self.phase = phase
+        self.seconds = seconds
+
+
+class UpstreamDisconnected(TransportError):
+    """The upstream closed the connection in the middle of the response body."""
+
+
+class UpstreamResponse:
+    """Status and headers have arrived; the body is read with `read()` or `iter_chunks()`.
+
+    Always `release()` it (or exhaust it) so the connection returns to the pool.
+    """
+
+    __slots__ = ("_deadline", "_resp", "_timeouts", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float | None) -> None:
+        self._resp = resp
+        self._timeouts = timeouts
+        self._deadline = deadline
+        self.status: int = resp.status
+        self.headers: CIMultiDictProxy[str] = resp.headers
+
+    def _budget(self) -> tuple[float, str]:
+        idle = self._timeouts.idle
+        if self._deadline is None:
+            return idle, "idle"
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise UpstreamTimeout("total", self._timeouts.total or 0)
+        return (left, "total") if left < idle else (idle, "idle")
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        chunks = [chunk async for chunk in self.iter_chunks()]
+        return b"".join(chunks)
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive, with the idle and total timeouts applied per read."""
+        content = self._resp.content
+        try:
+            while True:
+                budget, phase = self._budget()
+                try:
+                    async with asyncio.timeout(budget):
+                        chunk, _ = await content.readchunk()
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        phase, self._timeouts.idle if phase == "idle" else (self._timeouts.total or 0)
+                    ) from None
+                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                    raise UpstreamDisconnected(f"upstream closed the stream: {exc}") from exc
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            self._resp.release()
+
+    def release(self) -> None:
+        """Give the connection back (or drop it if the body was not fully read)."""
+        self._resp.release()
+
+    def close(self) -> None:
+        """Drop the connection: used when the caller went away mid-stream."""
+        self._resp.close()
+
+
+class Transport:
+    """A pooled HTTP client for upstream calls."""
+
+    def __init__(self, *, limit: int = 1000, limit_per_host: int = 0, timeouts: Timeouts | None = None) -> None:
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self.timeouts = timeouts or Timeouts()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit,
+                limit_per_host=self._limit_per_host,
+                ttl_dns_cache=300,
+                enable_cleanup_closed=True,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,  # bytes pass through as the upstream sent them
+                skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> UpstreamResponse:
+        """Send a request and wait for the response headers (connect and first-byte timeouts)."""
+        t = timeouts or self.timeouts
+        session = self._get_session()
+        deadline = time.monotonic() + t.total if t.total else None
+        wait = t.first_byte if deadline is None else min(t.first_byte, t.total or t.first_byte)
+        phase = "first_byte" if wait == t.first_byte else "total"
+        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, connect=t.connect)
+        try:
+            async with asyncio.timeout(wait):
+                resp = await session.request(
+                    method, url, headers=headers, data=body, timeout=client_timeout, allow_redirects=False
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(phase, wait) from None
+        except aiohttp.ServerTimeoutError as exc:
+            raise UpstreamTimeout("connect", t.connect) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamConnectError(f"cannot connect to upstream {exc.host}:{exc.port}: {exc.os_error}") from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise UpstreamDisconnected(f"upstream connection failed: {exc}") from exc
+        return UpstreamResponse(resp, t, deadline)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
