@@ -37,7 +37,8 @@ class MessagesCall:
     body: dict[str, Any]
     stream: bool = False
     betas: list[str] = field(default_factory=list)
-    anthropic_version: str | None = None  # header value (Anthropic API); body value (Vertex/Bedrock)
+    anthropic_version: str | None = None  # the caller's `anthropic-version` header
+    body_version: str | None = None  # the caller's body `anthropic_version` (Vertex/Bedrock doors)
     frontdoor: WireFormat = WireFormat.ANTHROPIC
     raw_body: bytes = b""
     # Headers worth keeping end to end (session and agent ids of Claude Code, and the like).
