@@ -203,4 +203,6 @@ def parse_error_body(status: int, body: bytes) -> ParsedError:
         if isinstance(doc.get("message"), str):
             return ParsedError(status, doc["message"], anthropic_type_for_status(status), None, "unknown")
     text = body.decode("utf-8", "replace").strip() if body else ""
-    return ParsedError(status, text or f"upstream returned HTTP {status}", anthropic_type_for_status(status), None, "unknown")
+    return ParsedError(
+        status, text or f"upstream returned HTTP {status}", anthropic_type_for_status(status), None, "unknown"
+    )

@@ -114,7 +114,9 @@ class UpstreamResponse:
 class Transport:
     """A pooled HTTP client for upstream calls."""
 
-    def __init__(self, *, limit: int = 1000, limit_per_host: int = 0, timeouts: Timeouts | None = None) -> None:
+    def __init__(
+        self, *, limit: int = 1000, limit_per_host: int = 0, timeouts: Timeouts | None = None
+    ) -> None:
         self._limit = limit
         self._limit_per_host = limit_per_host
         self.timeouts = timeouts or Timeouts()
@@ -162,7 +164,9 @@ class Transport:
         except aiohttp.ServerTimeoutError as exc:
             raise UpstreamTimeout("connect", t.connect) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamConnectError(f"cannot connect to upstream {exc.host}:{exc.port}: {exc.os_error}") from exc
+            raise UpstreamConnectError(
+                f"cannot connect to upstream {exc.host}:{exc.port}: {exc.os_error}"
+            ) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise UpstreamDisconnected(f"upstream connection failed: {exc}") from exc
         return UpstreamResponse(resp, t, deadline)

@@ -20,7 +20,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def uvicorn_config(app: Any, host: str, port: int, *, log_level: str = "warning", **kw: Any) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any, host: str, port: int, *, log_level: str = "warning", **kw: Any
+) -> uvicorn.Config:
     """The uvicorn settings cloudgate runs with: uvloop and httptools when available."""
     try:
         import uvloop  # noqa: F401
@@ -52,7 +54,6 @@ class BackgroundServer:
         self.host = host
         self.port = port or free_port(host)
         self.server = uvicorn.Server(uvicorn_config(app, host, self.port))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._run, name=f"asgi-{self.port}", daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
 

@@ -1,0 +1,314 @@
+"""The gateway ASGI application: dispatch to a front door, then one path to the upstream.
+
+Follow one request: `GatewayApp.__call__` picks the front door from the path, `_handle_call`
+authenticates, reads and decodes the body into a `MessagesCall`, applies the caching policy,
+asks the router for a target and hands over to `proxy.forward`, which streams the answer back.
+Every request ends in exactly one `RequestRecord`, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import orjson
+
+from cloudgate import __version__
+from cloudgate.catalog import Catalog, default_catalog
+from cloudgate.config.settings import Settings
+from cloudgate.gateway import caching, proxy
+from cloudgate.gateway.auth import AuthError, KeyAuthenticator
+from cloudgate.gateway.frontdoors import anthropic as anthropic_door
+from cloudgate.gateway.frontdoors import vertex as vertex_door
+from cloudgate.gateway.frontdoors.validation import InvalidJSON
+from cloudgate.gateway.http import BodyTooLarge, ClientGone, headers_dict, read_body, send_response
+from cloudgate.gateway.records import LogSink, RecordSink, RequestRecord
+from cloudgate.gateway.types import Receive, Scope, Send
+from cloudgate.protocol.errors import GatewayError
+from cloudgate.protocol.messages import MessagesCall, Operation
+from cloudgate.providers.base import Provider
+from cloudgate.providers.transport import Timeouts, Transport
+from cloudgate.routing import Router
+
+log = logging.getLogger("cloudgate.gateway")
+
+Parser = Callable[[bytes, dict[str, str]], MessagesCall]
+
+
+def new_request_id() -> str:
+    """A unique request id in the style of the upstream ones (`req_` + 24 hex digits)."""
+    return "req_cg" + os.urandom(11).hex()
+
+
+@dataclass
+class GatewayState:
+    """What the app holds while it runs."""
+
+    settings: Settings
+    catalog: Catalog
+    transport: Transport
+    providers: dict[str, Provider]
+    router: Router
+    auth: KeyAuthenticator
+    sinks: list[RecordSink] = field(default_factory=list)
+    started: bool = False
+
+
+class GatewayApp:
+    """The ASGI app. Build it with `create_gateway_app`."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self._max_body = state.settings.gateway.max_body_bytes
+        self._models_body: bytes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        kind = scope["type"]
+        if kind == "http":
+            await self._dispatch(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Start providers (credentials, refreshers)."""
+        if self.state.started:
+            return
+        for provider in self.state.providers.values():
+            await provider.start()
+        vertex = self.state.providers.get("vertex")
+        if vertex is not None and self.state.router.vertex_project is None:
+            project = getattr(vertex, "project_id", None)
+            if project:
+                self.state.router = Router(self.state.settings, self.state.catalog, vertex_project=project)
+        self.state.started = True
+
+    async def shutdown(self) -> None:
+        """Stop providers and close upstream connections."""
+        for provider in self.state.providers.values():
+            try:
+                await provider.close()
+            except Exception:  # a failing provider must not keep the others open
+                log.exception("closing provider %s failed", provider.name)
+        await self.state.transport.close()
+        self.state.started = False
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        route = anthropic_door.ROUTES.get(path)
+        if route is not None:
+            if route == "models":
+                if method != "GET":
+                    await self._reject(
+                        send, anthropic_door, 405, f"{method} is not allowed on {path}; use GET"
+                    )
+                    return
+                await self._models(scope, send)
+                return
+            if method != "POST":
+                await self._reject(send, anthropic_door, 405, f"{method} is not allowed on {path}; use POST")
+                return
+            operation = Operation.MESSAGES if route == "messages" else Operation.COUNT_TOKENS
+            await self._handle_call(
+                scope,
+                receive,
+                send,
+                anthropic_door,
+                lambda raw, headers: anthropic_door.parse_call(raw, headers, operation),
+                operation,
+            )
+            return
+        if path.startswith(vertex_door.PREFIXES):
+            where = vertex_door.match_path(path)
+            if where is None:
+                await self._reject(
+                    send, vertex_door, 404, f"The requested URL {path} was not found on this server."
+                )
+                return
+            if method != "POST":
+                await self._reject(send, vertex_door, 405, f"{method} is not allowed on {path}; use POST")
+                return
+            await self._handle_call(
+                scope,
+                receive,
+                send,
+                vertex_door,
+                lambda raw, headers: vertex_door.parse_call(raw, headers, where),
+                where.operation,
+            )
+            return
+        if path in ("/health", "/healthz", "/livez"):
+            await send_response(send, 200, orjson.dumps({"status": "ok", "version": __version__}))
+            return
+        await self._reject(send, anthropic_door, 404, f"no route for {method} {path}")
+
+    async def _reject(self, send: Send, door: ModuleType, status: int, message: str) -> None:
+        code, body, headers = door.error_response(GatewayError(status, message))
+        await send_response(send, code, body, headers)
+
+    async def _models(self, scope: Scope, send: Send) -> None:
+        try:
+            self.state.auth.authenticate(scope)
+        except AuthError as exc:
+            await self._reject(send, anthropic_door, 401, str(exc))
+            return
+        if self._models_body is None:
+            self._models_body = anthropic_door.models_body(
+                self.state.catalog, self.state.settings.models.aliases
+            )
+        await send_response(send, 200, self._models_body)
+
+    # -- one Messages call -----------------------------------------------------------------
+
+    async def _handle_call(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        door: ModuleType,
+        parse: Parser,
+        operation: Operation,
+    ) -> None:
+        record = RequestRecord(
+            request_id=new_request_id(),
+            started_at=time.time(),
+            frontdoor=door.WIRE.value,
+            operation=operation.value,
+        )
+        started = time.perf_counter()
+        try:
+            await self._serve_call(scope, receive, send, door, parse, record)
+        except GatewayError as err:
+            await self._fail(send, door, err, record)
+        except proxy.ClientDisconnected:
+            record.status = 499
+            record.error_type = "client_disconnected"
+        except Exception as exc:
+            log.exception("request %s failed unexpectedly", record.request_id)
+            await self._fail(send, door, proxy.error_for_unexpected(exc), record)
+        finally:
+            record.duration_ms = (time.perf_counter() - started) * 1000
+            for sink in self.state.sinks:
+                try:
+                    sink.emit(record)
+                except Exception:  # a failing sink must not fail the request
+                    log.exception("record sink %r failed", sink)
+
+    async def _serve_call(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        door: ModuleType,
+        parse: Parser,
+        record: RequestRecord,
+    ) -> None:
+        state = self.state
+        try:
+            caller = state.auth.authenticate(scope)
+        except AuthError as exc:
+            raise GatewayError(401, str(exc)) from None
+        record.caller = caller.key_id
+        try:
+            raw = await read_body(scope, receive, self._max_body)
+        except BodyTooLarge:
+            raise GatewayError(
+                413, f"request body is larger than the gateway's limit of {self._max_body} bytes"
+            ) from None
+        except ClientGone:
+            raise proxy.ClientDisconnected from None
+        headers = headers_dict(scope)
+        call = parse(raw, headers)
+        call.request_id = record.request_id
+        record.model = call.model
+        record.stream = call.stream
+        record.session_id = headers.get("x-claude-code-session-id")
+        for name in ("x-claude-code-session-id", "x-claude-code-agent-id"):
+            if name in headers:
+                call.passthrough_headers[name] = headers[name]
+
+        target = state.router.route(call)
+        resolved, _ = state.router.resolve_model(call.model)
+        if caching.apply_cache_policy(call.body, state.settings.caching, state.router.family(resolved)):
+            call.raw_body = b""
+        record.provider = target.provider
+        record.upstream_model = target.model
+        record.region = target.region or ""
+        record.project = target.project or ""
+        record.betas = call.betas
+        provider = state.providers.get(target.provider)
+        if provider is None:
+            raise GatewayError(500, f"provider {target.provider!r} is not configured", error_type="api_error")
+        await proxy.forward(provider, call, target, record, receive, send)
+
+    async def _fail(self, send: Send, door: ModuleType, err: GatewayError, record: RequestRecord) -> None:
+        record.status = err.status
+        record.error_type = err.error_type
+        record.error_message = err.message
+        if isinstance(err, InvalidJSON) and door is vertex_door:
+            err.raw_body = None  # Vertex reports unreadable JSON in Google's envelope
+        status, body, headers = door.error_response(err)
+        try:
+            await send_response(send, status, body, headers)
+        except Exception:  # the response may have started; nothing more can be said
+            log.debug("could not send error response for %s", record.request_id, exc_info=True)
+
+
+def create_gateway_app(
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    providers: dict[str, Provider] | None = None,
+    sinks: list[RecordSink] | None = None,
+    transport: Transport | None = None,
+) -> GatewayApp:
+    """Build the gateway from settings. Providers default to the configured Vertex upstream."""
+    if catalog is None:
+        catalog = Catalog.from_file(settings.catalog_file) if settings.catalog_file else default_catalog()
+    t = settings.gateway.timeouts
+    transport = transport or Transport(
+        timeouts=Timeouts(connect=t.connect, first_byte=t.first_byte, idle=t.idle, total=t.total)
+    )
+    if providers is None:
+        from cloudgate.providers.auth.google import GoogleTokenSource
+        from cloudgate.providers.vertex import VertexProvider
+
+        tokens = GoogleTokenSource.from_settings(settings.vertex)
+        providers = {"vertex": VertexProvider(settings.vertex, transport, tokens)}
+    if sinks is None:
+        sinks = [LogSink()] if settings.gateway.log_requests else []
+    state = GatewayState(
+        settings=settings,
+        catalog=catalog,
+        transport=transport,
+        providers=providers,
+        router=Router(settings, catalog),
+        auth=KeyAuthenticator(settings.gateway),
+        sinks=sinks,
+    )
+    return GatewayApp(state)
