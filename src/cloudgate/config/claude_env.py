@@ -50,12 +50,28 @@ def region_overrides_from_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def resolve_vertex_region(model: str, default_region: str, overrides: Mapping[str, str]) -> str:
-    """The region for `model`: the override with the longest matching prefix, else the default."""
+    """The region for `model`, as Claude Code decides it.
+
+    The first row of the table whose prefix matches decides which override applies, and only
+    that one: `claude-opus-4-1` reads VERTEX_REGION_CLAUDE_4_1_OPUS and never falls back to
+    VERTEX_REGION_CLAUDE_4_0_OPUS. Prefixes outside the table (settings-file additions such as
+    `claude-3-haiku`) apply to models the table does not cover, longest prefix first.
+    """
+    for prefix, _var in VERTEX_REGION_TABLE:
+        if model.startswith(prefix):
+            return overrides.get(prefix, default_region)
     best: str | None = None
     for prefix in overrides:
-        if model.startswith(prefix) and (best is None or len(prefix) > len(best)):
+        if (
+            prefix not in _TABLE_PREFIXES
+            and model.startswith(prefix)
+            and (best is None or len(prefix) > len(best))
+        ):
             best = prefix
     return overrides[best] if best is not None else default_region
+
+
+_TABLE_PREFIXES = frozenset(prefix for prefix, _ in VERTEX_REGION_TABLE)
 
 
 def project_from_credentials_file(path: str | None) -> str | None:
