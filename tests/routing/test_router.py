@@ -1,8 +1,5 @@
-import pytest
-
 from cloudgate.catalog import default_catalog
 from cloudgate.config import load_settings
-from cloudgate.protocol.errors import GatewayError
 from cloudgate.protocol.messages import MessagesCall, Operation, WireFormat
 from cloudgate.routing import ONE_M_BETA, Router
 
@@ -65,10 +62,8 @@ def test_client_region_counts_only_when_configured():
     assert Router(settings, default_catalog()).route(call).region == "europe-west1"
 
 
-def test_missing_project_is_a_clear_error():
-    router = Router(load_settings(env={}), default_catalog())
-    with pytest.raises(GatewayError, match="ANTHROPIC_VERTEX_PROJECT_ID"):
-        router.route(_call("claude-opus-4-6"))
+def test_no_configured_project_leaves_it_to_the_credentials():
+    assert Router(load_settings(env={}), default_catalog()).route(_call("claude-opus-4-6")).project is None
 
 
 def test_alias_cycles_terminate():

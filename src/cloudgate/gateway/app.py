@@ -82,11 +82,6 @@ class GatewayApp:
             return
         for provider in self.state.providers.values():
             await provider.start()
-        vertex = self.state.providers.get("vertex")
-        if vertex is not None and self.state.router.vertex_project is None:
-            project = getattr(vertex, "project_id", None)
-            if project:
-                self.state.router = Router(self.state.settings, self.state.catalog, vertex_project=project)
         self.state.started = True
 
     async def shutdown(self) -> None:

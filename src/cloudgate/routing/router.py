@@ -10,7 +10,6 @@ from __future__ import annotations
 from cloudgate.catalog import Catalog
 from cloudgate.config.claude_env import resolve_vertex_region
 from cloudgate.config.settings import Settings
-from cloudgate.protocol.errors import GatewayError
 from cloudgate.protocol.messages import MessagesCall, WireFormat
 from cloudgate.providers.base import Target
 
@@ -21,10 +20,10 @@ _ONE_M_SUFFIX = "[1m]"
 class Router:
     """Resolves model names and picks the upstream target for each call."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, *, vertex_project: str | None = None) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
         self._settings = settings
         self._catalog = catalog
-        self._vertex_project = settings.vertex.project_id or vertex_project
+        self._vertex_project = settings.vertex.project_id
         models = settings.models
         aliases: dict[str, str] = {}
         for family in ("opus", "sonnet", "haiku"):
@@ -38,11 +37,6 @@ class Router:
         aliases.update(models.aliases)
         self._aliases = aliases
         self._cache: dict[str, tuple[str, bool]] = {}
-
-    @property
-    def vertex_project(self) -> str | None:
-        """The Vertex project calls go to."""
-        return self._vertex_project
 
     def resolve_model(self, name: str) -> tuple[str, bool]:
         """The model a name stands for (aliases followed) and whether `[1m]` asked for 1M context."""
@@ -75,13 +69,7 @@ class Router:
             region = call.client_region
         else:
             region = resolve_vertex_region(vertex_model, vertex.region, vertex.region_overrides)
-        if not self._vertex_project:
-            raise GatewayError(
-                500,
-                "cloudgate has no Google Cloud project for Vertex AI: set ANTHROPIC_VERTEX_PROJECT_ID "
-                "(or vertex.project_id in the settings file)",
-                error_type="api_error",
-            )
+        # No project here means "the one the credentials name": the provider resolves it.
         return Target(provider="vertex", model=vertex_model, region=region, project=self._vertex_project)
 
     def family(self, model: str) -> str:
