@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ from typing import Any
 import google.auth
 import google.auth.exceptions
 import google.auth.transport.requests
+import google.oauth2.credentials
+import google.oauth2.service_account
 import requests
 
 from cloudgate.config.settings import VertexSettings
@@ -234,12 +237,10 @@ class GoogleTokenSource:
     def _load_blocking(self) -> None:
         try:
             if self._file:
-                creds, project = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
-                    self._file, scopes=self._scopes
-                )
+                creds, project = _load_file(self._file, self._scopes)
             else:
                 creds, project = google.auth.default(scopes=self._scopes)
-        except google.auth.exceptions.GoogleAuthError as exc:
+        except (google.auth.exceptions.GoogleAuthError, OSError, ValueError) as exc:
             raise GoogleCredentialsError(
                 f"cannot get a Google access token from {self.source}: {_reason(exc)}. {_FIX_HINT}"
             ) from exc
@@ -266,6 +267,34 @@ class GoogleTokenSource:
             raise GoogleCredentialsError(f"cannot get a Google access token from {self.source}: empty token")
         expiry = creds.expiry
         return token, expiry if isinstance(expiry, dt.datetime) else None
+
+
+def _load_file(path: str, scopes: list[str]) -> tuple[Any, str | None]:
+    """Credentials from a key file: the type-specific loaders for the two common types.
+
+    google-auth deprecates its generic loader for files of unchecked origin; the configured
+    file is trusted, but the two types a gateway normally uses get their own loaders anyway.
+    """
+    with open(path, encoding="utf-8") as fh:
+        info = json.load(fh)
+    if not isinstance(info, dict):
+        raise ValueError("not a JSON object")
+    kind = info.get("type")
+    if kind == "service_account":
+        sa = google.oauth2.service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            info, scopes=scopes
+        )
+        return sa, info.get("project_id")
+    if kind == "authorized_user":
+        user = google.oauth2.credentials.Credentials.from_authorized_user_info(  # type: ignore[no-untyped-call]
+            info, scopes=scopes
+        )
+        return user, info.get("quota_project_id")
+    # External-account (workload identity federation), impersonated and other types.
+    loaded: tuple[Any, str | None] = google.auth.load_credentials_from_file(  # type: ignore[no-untyped-call]
+        path, scopes=scopes
+    )
+    return loaded
 
 
 def _seconds_until(expiry: dt.datetime | None) -> float:
