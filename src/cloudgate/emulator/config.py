@@ -1,0 +1,95 @@
+"""EmulatorConfig: every knob of the emulator, loadable from YAML with the same field names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cloudgate.emulator.faults import Fault
+
+
+@dataclass(slots=True, frozen=True)
+class AuthorizedUser:
+    """A `gcloud auth application-default login` identity the refresh_token grant accepts."""
+
+    client_id: str
+    client_secret: str
+    refresh_token: str
+
+
+@dataclass(slots=True)
+class EmulatorConfig:
+    """How the emulator behaves.
+
+    stream_delay: seconds between SSE events (0 = as fast as possible).
+    token_ttl: lifetime in seconds of the access tokens it issues.
+    require_auth: whether Vertex calls need a valid bearer token.
+    static_tokens: bearer tokens accepted without ever being issued.
+    service_account_files: key files whose public keys the token endpoint trusts (read lazily,
+        so a file may be written after the app is created).
+    trusted_keys: key-file contents trusted the same way (see `trust_key`).
+    authorized_users: client_id/client_secret/refresh_token triples for the refresh_token grant.
+    projects: if non-empty, the only projects allowed; others get 403 PERMISSION_DENIED.
+    script: path to a YAML/JSON turns file, or the turns inline (a list); None = default replies.
+    faults: faults active from the start.
+    strict_models: False serves unknown `claude-*` ids everywhere; True answers 404 for them.
+    count_tokens_global: whether count-tokens works at location `global` (False -> 404).
+    min_cacheable_tokens: the smallest prefix the prompt cache stores.
+    metadata_project / metadata_email: what the GCE metadata server reports.
+    """
+
+    stream_delay: float = 0.0
+    token_ttl: int = 3600
+    require_auth: bool = True
+    static_tokens: list[str] = field(default_factory=list)
+    service_account_files: list[str] = field(default_factory=list)
+    trusted_keys: list[dict[str, Any]] = field(default_factory=list)
+    authorized_users: list[AuthorizedUser] = field(default_factory=list)
+    projects: list[str] = field(default_factory=list)
+    script: str | list[dict[str, Any]] | None = None
+    faults: list[Fault] = field(default_factory=list)
+    strict_models: bool = False
+    count_tokens_global: bool = False
+    min_cacheable_tokens: int = 1024
+    metadata_project: str = "emulated-project"
+    metadata_email: str = "cloudgate-test@emulated-project.iam.gserviceaccount.com"
+
+    def trust_key(self, info: dict[str, Any]) -> None:
+        """Trust a service-account key given as parsed key-file JSON."""
+        self.trusted_keys.append(dict(info))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, base_dir: Path | None = None) -> EmulatorConfig:
+        """Build a config from parsed YAML/JSON; relative paths resolve against `base_dir`."""
+        if not isinstance(data, dict):
+            raise ValueError("emulator config must be a mapping")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown emulator setting(s): {', '.join(sorted(unknown))}")
+        values = dict(data)
+        values["faults"] = [
+            f if isinstance(f, Fault) else Fault.from_dict(f) for f in data.get("faults") or []
+        ]
+        values["authorized_users"] = [
+            u if isinstance(u, AuthorizedUser) else AuthorizedUser(**u)
+            for u in data.get("authorized_users") or []
+        ]
+        for key in ("static_tokens", "service_account_files", "projects", "trusted_keys"):
+            values[key] = list(data.get(key) or [])
+        if base_dir is not None:
+            values["service_account_files"] = [str(base_dir / p) for p in values["service_account_files"]]
+            if isinstance(values.get("script"), str):
+                values["script"] = str(base_dir / values["script"])
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> EmulatorConfig:
+        """Load a config from a YAML file with the same field names."""
+        path = Path(path)
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        return cls.from_dict(data, base_dir=path.parent)

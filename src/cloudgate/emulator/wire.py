@@ -1,0 +1,133 @@
+"""The emulator's tiny HTTP layer over raw ASGI: a parsed request and the responses it sends."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Request:
+    """One HTTP request, fully read: headers lower-cased, path percent-decoded."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON (raises orjson.JSONDecodeError)."""
+        return orjson.loads(self.body)
+
+    def query_params(self) -> dict[str, str]:
+        """Query parameters, last value winning."""
+        return dict(urllib.parse.parse_qsl(self.query, keep_blank_values=True))
+
+    def form(self) -> dict[str, str]:
+        """The body parsed as application/x-www-form-urlencoded."""
+        return dict(urllib.parse.parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True))
+
+    def bearer_token(self) -> str | None:
+        """The token of an `Authorization: Bearer` header, if any."""
+        scheme, _, token = self.headers.get("authorization", "").partition(" ")
+        return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+@dataclass(slots=True)
+class Response:
+    """A complete response. `cut_at` sends only that many body bytes, then drops the connection."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    cut_at: int | None = None
+
+
+@dataclass(slots=True)
+class StreamResponse:
+    """A server-sent-events response: `events` go out one by one, `delay` seconds apart.
+
+    `cut_after` stops after that many events and drops the connection without finishing.
+    """
+
+    events: list[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
+    delay: float = 0.0
+    cut_after: int | None = None
+
+
+def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response."""
+    body = data if isinstance(data, bytes) else orjson.dumps(data)
+    return Response(status, body, {"content-type": "application/json", **(headers or {})})
+
+
+async def read_request(scope: Scope, receive: Receive) -> Request:
+    """Read the whole request body and build a Request."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers", []):
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return Request(
+        method=scope["method"].upper(),
+        path=scope["path"],
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        body=b"".join(chunks),
+    )
+
+
+def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+async def send_response(send: Send, response: Response | StreamResponse) -> None:
+    """Send a response; a cut response returns without completing it, which makes uvicorn close the socket."""
+    if isinstance(response, StreamResponse):
+        await _send_stream(send, response)
+        return
+    headers = {"content-length": str(len(response.body)), **response.headers}
+    await send({"type": "http.response.start", "status": response.status, "headers": _raw_headers(headers)})
+    if response.cut_at is not None:
+        await send(
+            {"type": "http.response.body", "body": response.body[: response.cut_at], "more_body": True}
+        )
+        return
+    await send({"type": "http.response.body", "body": response.body})
+
+
+async def _send_stream(send: Send, response: StreamResponse) -> None:
+    headers = {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        **response.headers,
+    }
+    await send({"type": "http.response.start", "status": response.status, "headers": _raw_headers(headers)})
+    for index, event in enumerate(response.events):
+        if response.cut_after is not None and index >= response.cut_after:
+            return
+        if index and response.delay > 0:
+            await asyncio.sleep(response.delay)
+        await send({"type": "http.response.body", "body": event, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
