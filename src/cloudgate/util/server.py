@@ -47,13 +47,26 @@ def uvicorn_config(
     )
 
 
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its host program.
+
+    Several can run in one event loop (the demo runs the gateway and the emulator together);
+    the host decides when they stop by setting `should_exit`.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Install nothing: the embedding program owns the signals."""
+        yield
+
+
 class BackgroundServer:
     """An ASGI app served by uvicorn in a thread of its own (tests, the demo, benchmarks)."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.server = uvicorn.Server(uvicorn_config(app, host, self.port))
+        self.server = EmbeddedServer(uvicorn_config(app, host, self.port))
         self._thread = threading.Thread(target=self._run, name=f"asgi-{self.port}", daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
 

@@ -1,0 +1,1 @@
+"""The `cloudgate` command line: a thin layer over the package's modules."""

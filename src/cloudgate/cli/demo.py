@@ -1,0 +1,201 @@
+"""`cloudgate demo`: the emulator and the gateway together, with zero configuration.
+
+It writes a throw-away service-account key that the emulator trusts, so the gateway gets its
+Google token through the real google-auth flow; sends one request in each wire format; prints
+the lines that point Claude Code at the gateway; and runs until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import signal
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from cloudgate.cli.common import setup_logging
+from cloudgate.config import load_settings
+from cloudgate.emulator import EmulatorConfig, create_emulator_app, write_service_account_key
+from cloudgate.gateway import create_gateway_app
+from cloudgate.gateway.records import MemorySink, RequestRecord
+from cloudgate.protocol.sse import SSEParser
+from cloudgate.util.server import EmbeddedServer, uvicorn_config
+
+DEMO_PROJECT = "cloudgate-demo"
+DEMO_MODEL = "claude-sonnet-4-5"
+
+
+def add_parser(sub: Any) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser(
+        "demo",
+        help="run the gateway in front of the emulator, no configuration needed",
+        description="Start the emulator and the gateway on loopback, send a request in each wire "
+        "format, and print how to point Claude Code at the gateway.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
+    p.add_argument("--port", type=int, default=8900, help="gateway port")
+    p.add_argument("--emulator-port", type=int, default=8901, help="emulator port")
+    p.add_argument("--key", help="gateway key to use (default: a new random one)")
+    p.add_argument("--stream-delay", type=float, default=0.02, help="emulator delay between events")
+    p.add_argument("--once", action="store_true", help="exit after the first round of requests")
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo until Ctrl-C (or once, with --once)."""
+    setup_logging(args.log_level)
+    try:
+        return asyncio.run(_demo(args))
+    except OSError as exc:
+        print(f"cloudgate demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def tool_round_trip_script() -> str:
+    """Path of the packaged emulator script that asks for the Bash tool when told RUN_TOOL."""
+    return str(resources.files("cloudgate.emulator").joinpath("scripts/tool_round_trip.yaml"))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    host = args.host
+    emulator_url = f"http://{host}:{args.emulator_port}"
+    gateway_url = f"http://{host}:{args.port}"
+    key = args.key or "cg-demo-" + secrets.token_hex(12)
+    state_dir = Path(tempfile.mkdtemp(prefix="cloudgate-demo-"))
+    key_file = state_dir / "service-account.json"
+
+    config = EmulatorConfig(stream_delay=args.stream_delay, script=tool_round_trip_script())
+    config.trust_key(write_service_account_key(key_file, token_uri=f"{emulator_url}/token"))
+    emulator_app = create_emulator_app(config)
+    emulator_app.state.base_url = emulator_url
+
+    settings = load_settings(
+        env={},  # the demo is hermetic: nothing in the caller's environment changes it
+        overrides={
+            "gateway": {"host": host, "port": args.port, "keys": [key]},
+            "vertex": {
+                "project_id": DEMO_PROJECT,
+                "region": "global",
+                "base_url": f"{emulator_url}/v1",
+                "credentials_file": str(key_file),
+            },
+        },
+    )
+    sink = MemorySink(limit=1000)
+    gateway_app = create_gateway_app(settings, sinks=[sink])
+
+    emulator = EmbeddedServer(
+        uvicorn_config(emulator_app, host, args.emulator_port, log_level=args.log_level)
+    )
+    gateway = EmbeddedServer(uvicorn_config(gateway_app, host, args.port, log_level=args.log_level))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    emulator_task = asyncio.ensure_future(emulator.serve())
+    await _until_started(emulator, emulator_task, "emulator", args.emulator_port)
+    gateway_task = asyncio.ensure_future(gateway.serve())
+    try:
+        await _until_started(gateway, gateway_task, "gateway", args.port)
+        ok = await _first_requests(gateway_url, key, sink)
+        _print_instructions(gateway_url, emulator_url, key, ok)
+        if not args.once:
+            print("Press Ctrl-C to stop.", flush=True)
+            await stop.wait()
+        return 0 if ok else 1
+    finally:
+        gateway.should_exit = True
+        emulator.should_exit = True
+        await asyncio.gather(gateway_task, emulator_task, return_exceptions=True)
+
+
+async def _until_started(server: EmbeddedServer, task: asyncio.Future[None], what: str, port: int) -> None:
+    while not server.started:
+        if task.done():
+            raise OSError(f"the {what} could not listen on port {port} (is it in use? try --port)")
+        await asyncio.sleep(0.02)
+
+
+async def _first_requests(gateway_url: str, key: str, sink: MemorySink) -> bool:
+    """One Anthropic-format call and one streamed Vertex-format call through the gateway."""
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "content-type": "application/json"}
+    ask = {"role": "user", "content": "Hello from the cloudgate demo!"}
+    ok = True
+    async with aiohttp.ClientSession() as http:
+        body = {"model": DEMO_MODEL, "max_tokens": 200, "messages": [ask]}
+        async with http.post(f"{gateway_url}/v1/messages", json=body, headers=headers) as resp:
+            answer = await resp.json()
+        if resp.status == 200:
+            text = "".join(b.get("text", "") for b in answer.get("content", []))
+            print(f"Anthropic format  POST /v1/messages -> 200: {text!r}")
+        else:
+            ok = False
+            print(f"Anthropic format  POST /v1/messages -> {resp.status}: {answer}")
+
+        path = (
+            f"/vertex_ai/v1/projects/{DEMO_PROJECT}/locations/global/publishers/anthropic/models/"
+            "claude-sonnet-4-5@20250929:streamRawPredict"
+        )
+        body = {
+            "anthropic_version": "vertex-2023-10-16",
+            "max_tokens": 200,
+            "messages": [ask],
+            "stream": True,
+        }
+        parser = SSEParser()
+        events: list[str] = []
+        async with http.post(f"{gateway_url}{path}", json=body, headers=headers) as resp:
+            async for chunk in resp.content.iter_any():
+                events.extend(e.event for e in parser.feed(chunk))
+        if resp.status == 200 and events and events[-1] == "message_stop":
+            print(f"Vertex format     POST ...:streamRawPredict -> 200: {len(events)} events streamed")
+        else:
+            ok = False
+            print(f"Vertex format     POST ...:streamRawPredict -> {resp.status}: events {events}")
+    for record in sink.records[-2:]:
+        _print_record(record)
+    return ok
+
+
+def _print_record(record: RequestRecord) -> None:
+    u = record.usage
+    print(
+        f"  record {record.request_id}: {record.frontdoor} -> {record.provider} {record.upstream_model} "
+        f"@ {record.region}, status {record.status}, tokens in {u.input_tokens} out {u.output_tokens}"
+    )
+
+
+def _print_instructions(gateway_url: str, emulator_url: str, key: str, ok: bool) -> None:
+    print(
+        f"""
+cloudgate demo {"is running" if ok else "started, but the first requests failed (see above)"}
+  gateway   {gateway_url}   key {key}
+  emulator  {emulator_url}   (Vertex AI and Google OAuth; the gateway's upstream)
+
+Point Claude Code at the gateway, in either mode:
+
+  # Anthropic API format
+  export ANTHROPIC_BASE_URL={gateway_url}
+  export ANTHROPIC_AUTH_TOKEN={key}
+
+  # Vertex AI format (cloudgate holds the Google credentials)
+  export CLAUDE_CODE_USE_VERTEX=1
+  export ANTHROPIC_VERTEX_BASE_URL={gateway_url}/vertex_ai/v1
+  export CLAUDE_CODE_SKIP_VERTEX_AUTH=1
+  export ANTHROPIC_VERTEX_PROJECT_ID={DEMO_PROJECT}
+  export CLOUD_ML_REGION=global
+  export ANTHROPIC_AUTH_TOKEN={key}
+
+Then run: claude -p "say hi"   (the emulator answers; send RUN_TOOL to see a tool round trip)
+""",
+        flush=True,
+    )

@@ -1,0 +1,43 @@
+"""`cloudgate serve`: run the gateway."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import uvicorn
+
+from cloudgate.cli.common import settings_from_args, setup_logging
+from cloudgate.gateway import create_gateway_app
+from cloudgate.util.server import uvicorn_config
+
+
+def add_parser(sub: Any) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser("serve", help="run the gateway", description="Run the cloudgate gateway.")
+    p.add_argument("--config", "-c", help="settings file (default: $CLOUDGATE_CONFIG or ./cloudgate.yaml)")
+    p.add_argument("--host", help="address to listen on (gateway.host)")
+    p.add_argument("--port", type=int, help="port to listen on (gateway.port)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted."""
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides.setdefault("gateway", {})["host"] = args.host
+    if args.port is not None:
+        overrides.setdefault("gateway", {})["port"] = args.port
+    settings = settings_from_args(args, overrides)
+    setup_logging(settings.log_level)
+    try:
+        app = create_gateway_app(settings)
+    except ValueError as exc:
+        raise SystemExit(f"cloudgate: {exc}") from None
+    server = uvicorn.Server(
+        uvicorn_config(
+            app, settings.gateway.host, settings.gateway.port, log_level=settings.log_level.lower()
+        )
+    )
+    server.run()
+    return 0 if server.started else 1
