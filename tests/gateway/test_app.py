@@ -12,7 +12,7 @@ import requests
 from cloudgate.emulator import EmulatorConfig, Fault
 from cloudgate.protocol.sse import SSEParser
 
-from ..conftest import UPSTREAM_PROJECT, Stack
+from tests.conftest import UPSTREAM_PROJECT, Stack
 
 MSG = {"role": "user", "content": "Hello there"}
 VERTEX_PATH = (
@@ -263,9 +263,12 @@ def test_error_pass_through_is_byte_for_byte(gw: Stack) -> None:
     gw.emulator.state.faults.add(Fault(kind="rate_limit", times=2))
     path = VERTEX_PATH.format(model="claude-sonnet-4-5@20250929", method="rawPredict")
     through = post(gw, path, {"anthropic_version": "v", "max_tokens": 5, "messages": [MSG]})
+    upstream_path = (
+        f"/v1/projects/{UPSTREAM_PROJECT}/locations/us-east5/publishers/anthropic/models/"
+        "claude-sonnet-4-5@20250929:rawPredict"
+    )
     direct = requests.post(
-        gw.emulator_server.url
-        + f"/v1/projects/{UPSTREAM_PROJECT}/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict",
+        gw.emulator_server.url + upstream_path,
         json={"anthropic_version": "v", "max_tokens": 5, "messages": [MSG]},
         headers={"authorization": gw.upstream_calls[0].headers["authorization"]},
         timeout=10,
