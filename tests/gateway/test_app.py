@@ -11,7 +11,6 @@ import requests
 
 from cloudgate.emulator import EmulatorConfig, Fault
 from cloudgate.protocol.sse import SSEParser
-
 from tests.conftest import UPSTREAM_PROJECT, Stack
 
 MSG = {"role": "user", "content": "Hello there"}
