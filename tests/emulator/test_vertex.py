@@ -96,7 +96,7 @@ def test_sdk_streaming(make_emulator: Callable[..., Emulator]) -> None:
     assert text == "Hello from the cloudgate emulator. You said: Hello there, emulator"
     assert final.content[0].text == text
     assert final.stop_reason == "end_turn"
-    assert final.usage.output_tokens == 9  # one token per word
+    assert final.usage.output_tokens == 10  # one token per word
     assert final.usage.input_tokens > 0
 
 
@@ -118,7 +118,7 @@ def test_stream_event_sequence(emulator: Emulator) -> None:
     }
     deltas = [d["delta"]["text"] for d in datas if d["type"] == "content_block_delta"]
     assert len(deltas) > 1 and all(len(d.split()) <= 3 for d in deltas)
-    assert datas[-2]["usage"]["output_tokens"] == 9
+    assert datas[-2]["usage"]["output_tokens"] == 10
 
 
 def test_stream_delay_arrives_incrementally(make_emulator: Callable[..., Emulator]) -> None:

@@ -353,7 +353,8 @@ class ModelEngine:
     def _instantiate(block: dict[str, Any], turn: LastUserTurn) -> dict[str, Any]:
         if block["type"] == "text":
             tool_result = turn.tool_results[-1] if turn.tool_results else ""
-            return {"type": "text", "text": str(block.get("text", "")).replace("{tool_result}", tool_result)}
+            text = str(block.get("text", "")).replace("{tool_result}", tool_result.strip())
+            return {"type": "text", "text": text}
         return {
             "type": "tool_use",
             "id": new_id("toolu_vrtx_"),
