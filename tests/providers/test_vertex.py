@@ -529,4 +529,8 @@ async def test_retry_after_and_request_id_are_kept(tmp_path: Path) -> None:
             await transport.close()
     assert err.value.status == 429
     assert err.value.raw_body == body
-    assert err.value.headers == {"retry-after": "7", "request-id": "req_vrtx_1"}
+    # Names keep aiohttp's spelling (`Retry-After`): compare case-insensitively.
+    assert {k.lower(): v for k, v in err.value.headers.items()} == {
+        "retry-after": "7",
+        "request-id": "req_vrtx_1",
+    }
