@@ -534,3 +534,19 @@ async def test_retry_after_and_request_id_are_kept(tmp_path: Path) -> None:
         "retry-after": "7",
         "request-id": "req_vrtx_1",
     }
+
+
+async def test_project_from_the_credentials_when_none_is_configured(emulator: Upstream) -> None:
+    emulator.app.state.requests.clear()
+    transport = Transport()
+    prov = VertexProvider(emulator.settings(project_id=None, region="global"), transport)  # not started
+    try:
+        resp = await prov.send(
+            call(operation=Operation.COUNT_TOKENS, body={"messages": USER}), target(project=None, region=None)
+        )
+        assert resp.status == 200
+        await resp.read()
+        assert all("/projects/emulated-project/" in r.path for r in emulator.model_calls())
+    finally:
+        await prov.close()
+        await transport.close()

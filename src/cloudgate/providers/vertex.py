@@ -181,8 +181,9 @@ class VertexProvider:
 
     async def send(self, call: MessagesCall, target: Target) -> UpstreamResponse:
         """Send `call`; return the 2xx response, else raise `GatewayError` (upstream body kept)."""
-        region = self.region_for(call, target)
+        # The token first: loading the credentials may be what tells us the project.
         token = await self.tokens.token()
+        region = self.region_for(call, target)
         req = self._build(call, target, region, token)
         resp = await self._post(req)
 

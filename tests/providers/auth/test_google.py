@@ -150,3 +150,17 @@ async def test_static_token_mode() -> None:
     assert not src.can_refresh
     assert src.refresh_count == 0
     await src.close()
+
+
+async def test_application_default_credentials_from_env(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(emulator.key_file))
+    src = GoogleTokenSource.from_settings(VertexSettings())
+    assert src.source == "Application Default Credentials"
+    await src.start()
+    try:
+        assert emulator.app.state.tokens.is_valid(await src.token())
+        assert src.project_id == "sa-project"  # ADC's project: the provider's last fallback
+    finally:
+        await src.close()

@@ -196,7 +196,9 @@ class GoogleTokenSource:
         except GatewayError as exc:
             return exc
         except Exception as exc:
-            return GoogleCredentialsError(f"cannot get a Google access token from {self.source}: {exc}")
+            return GoogleCredentialsError(
+                f"cannot get a Google access token from {self.source}: {_reason(exc)}. {_FIX_HINT}"
+            )
         finally:
             self._inflight = None
         now = time.monotonic()
