@@ -193,3 +193,28 @@ def test_unsupported_grant_type(emulator: Emulator) -> None:
     resp = requests.post(f"{srv.url}/token", data={"grant_type": "password"}, timeout=5)
     assert resp.status_code == 400
     assert resp.json()["error"] == "unsupported_grant_type"
+
+
+def test_own_token_url_is_an_accepted_audience(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    app, srv = make_emulator(EmulatorConfig())
+    app.state.base_url = None  # derived from the Host header instead
+    info = write_service_account_key(tmp_path / "k.json", token_uri="https://oauth2.googleapis.com/token")
+    app.state.trust_key(info)
+    signer = google_crypt.RSASigner.from_string(info["private_key"], info["private_key_id"])
+    now = int(time.time())
+    claims = {
+        "iss": info["client_email"],
+        "aud": f"{srv.url}/token",
+        "scope": SCOPE,
+        "iat": now,
+        "exp": now + 600,
+    }
+    grant = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion": jwt.encode(signer, claims),
+    }
+    resp = requests.post(f"{srv.url}/token", data=grant, timeout=5)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["expires_in"] == 3600

@@ -371,3 +371,11 @@ def test_small_prefix_is_not_cached(emulator: Emulator) -> None:
     system: Any = [{"type": "text", "text": "short", "cache_control": {"type": "ephemeral"}}]
     message = vertex_client(srv).messages.create(model=MODEL, max_tokens=10, system=system, messages=HI)
     assert message.usage.cache_creation_input_tokens == 0 and message.usage.cache_read_input_tokens == 0
+
+
+def test_payload_over_30mb_is_413(emulator: Emulator) -> None:
+    _, srv = emulator
+    big = _body(messages=[{"role": "user", "content": "x" * (30 * 1024 * 1024)}])
+    resp = _post(_url(srv), big)
+    assert resp.status_code == 413
+    assert resp.json()["error"]["message"] == "Request payload size exceeds the limit: 31457280 bytes."

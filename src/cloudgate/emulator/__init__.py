@@ -4,7 +4,13 @@ The shared fake model lives in `engine`; each platform gets its own module (`ver
 Bedrock and the Anthropic API) that speaks that platform's URLs, auth and error shapes.
 """
 
-from cloudgate.emulator.app import EmulatorApp, EmulatorState, RecordedRequest, create_emulator_app
+from cloudgate.emulator.app import (
+    EmulatorApp,
+    EmulatorState,
+    RecordedRequest,
+    create_emulator_app,
+    run_emulator,
+)
 from cloudgate.emulator.config import AuthorizedUser, EmulatorConfig
 from cloudgate.emulator.faults import Fault, FaultSet
 from cloudgate.emulator.google_oauth import write_service_account_key
@@ -18,5 +24,6 @@ __all__ = [
     "FaultSet",
     "RecordedRequest",
     "create_emulator_app",
+    "run_emulator",
     "write_service_account_key",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import uvicorn
 
 from cloudgate.emulator import google_oauth, vertex
 from cloudgate.emulator.config import EmulatorConfig
@@ -25,6 +26,7 @@ from cloudgate.emulator.wire import (
     send_response,
 )
 from cloudgate.protocol.errors import google_error_body
+from cloudgate.util.server import uvicorn_config
 
 log = logging.getLogger("cloudgate.emulator")
 
@@ -128,6 +130,16 @@ class EmulatorApp:
 def create_emulator_app(config: EmulatorConfig | None = None) -> EmulatorApp:
     """Build the emulator's ASGI app; `app.state` gives run-time control."""
     return EmulatorApp(config or EmulatorConfig())
+
+
+def run_emulator(config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 8090) -> None:
+    """Serve the emulator in the foreground until interrupted (what `cloudgate emulator` runs)."""
+    app = create_emulator_app(config)
+    # A wildcard bind has no single URL: leave base_url to be derived from each request's Host.
+    if host not in ("0.0.0.0", "::"):
+        app.state.base_url = f"http://{host}:{port}"
+    log.info("emulator listening on http://%s:%d", host, port)
+    uvicorn.Server(uvicorn_config(app, host, port)).run()
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -31,6 +31,7 @@ _PATH = re.compile(
     r"/publishers/anthropic/models/(?P<model>[^/:]+):(?P<method>rawPredict|streamRawPredict)$"
 )
 COUNT_TOKENS_MODEL = "count-tokens"
+MAX_PAYLOAD_BYTES = 30 * 1024 * 1024  # Vertex's documented request limit for Claude
 
 UNAUTHENTICATED_MESSAGE = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or "
@@ -285,6 +286,8 @@ async def handle(req: Request, route: VertexRoute, state: EmulatorState) -> Resp
     if config.projects and route.project not in config.projects:
         return permission_denied(route.resource)
 
+    if len(req.body) > MAX_PAYLOAD_BYTES:
+        return google_error(413, f"Request payload size exceeds the limit: {MAX_PAYLOAD_BYTES} bytes.")
     try:
         body: Any = req.json()
     except orjson.JSONDecodeError:
