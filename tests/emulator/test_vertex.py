@@ -379,3 +379,20 @@ def test_payload_over_30mb_is_413(emulator: Emulator) -> None:
     resp = _post(_url(srv), big)
     assert resp.status_code == 413
     assert resp.json()["error"]["message"] == "Request payload size exceeds the limit: 31457280 bytes."
+
+
+def test_thinking_block_when_thinking_is_enabled(emulator: Emulator) -> None:
+    _, srv = emulator
+    client = vertex_client(srv)
+    thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+    plain = client.messages.create(model=MODEL, max_tokens=2048, messages=HI, thinking=thinking)
+    assert [b.type for b in plain.content] == ["thinking", "text"]
+    with client.messages.stream(model=MODEL, max_tokens=2048, messages=HI, thinking=thinking) as stream:
+        final = stream.get_final_message()
+    first = final.content[0]
+    assert first.type == "thinking" and first.thinking.startswith("The user wrote") and first.signature
+    assert final.content[1].type == "text" and final.content[1].text.startswith("Hello from the cloudgate")
+    assert final.usage.output_tokens == plain.usage.output_tokens > 10
+    # The signed block goes back in the next turn's history and is accepted.
+    history: Any = [*HI, {"role": "assistant", "content": [b.model_dump() for b in final.content]}, *HI]
+    assert client.messages.create(model=MODEL, max_tokens=2048, messages=history, thinking=thinking).content

@@ -6,6 +6,7 @@ and token figures. Platform modules only translate URLs, auth and errors around 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
@@ -271,6 +272,20 @@ def _tool_tokens(block: dict[str, Any]) -> int:
     return max(1, len(orjson.dumps(block.get("input", {}))) // 4)
 
 
+def _thinking_enabled(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def _thinking_block(body: dict[str, Any]) -> dict[str, Any]:
+    # With thinking on, the real model always opens with a signed thinking block; clients
+    # (Claude Code included) send it back verbatim in the next turn's history.
+    said = last_user_turn(body).text
+    thought = f"The user wrote {len(said)} characters. I will answer with the emulator's reply."
+    signature = base64.b64encode(secrets.token_bytes(48)).decode()
+    return {"type": "thinking", "thinking": thought, "signature": signature}
+
+
 class ModelEngine:
     """The fake model: turns a validated Messages body into a Reply."""
 
@@ -309,21 +324,24 @@ class ModelEngine:
         stop_reason = "end_turn"
         stop_sequence: str | None = None
         used = 0
+        if _thinking_enabled(body):
+            blocks.insert(0, _thinking_block(body))
         for block in blocks:
-            if block["type"] == "text":
-                text = block["text"]
+            if block["type"] in ("text", "thinking"):
+                key = block["type"]
+                text = block[key]
                 hit = min(((text.find(s), s) for s in stops if s in text), default=None)
-                if hit is not None:
+                if hit is not None and key == "text":
                     text, stop_reason, stop_sequence = text[: hit[0]], "stop_sequence", hit[1]
                 words = _text_tokens(text)
                 if used + len(words) > budget:
                     words = words[: budget - used]
                     stop_reason, stop_sequence = "max_tokens", None
                     text = "".join(words).rstrip()
-                used += max(1, len(words)) if text else 0
+                used += len(words)
                 if text:
-                    content.append({"type": "text", "text": text})
-                if stop_reason != "end_turn":
+                    content.append({**block, key: text})
+                if stop_reason in ("stop_sequence", "max_tokens"):
                     break
             else:
                 cost = _tool_tokens(block)
@@ -391,13 +409,17 @@ def stream_events(reply: Reply, *, msg_id: str, model: str) -> list[bytes]:
         encode_event("ping", {"type": "ping"}),
     ]
     for index, block in enumerate(reply.content):
-        if block["type"] == "text":
-            opening: dict[str, Any] = {"type": "text", "text": ""}
-            words = _text_tokens(block["text"])
+        if block["type"] in ("text", "thinking"):
+            key = block["type"]
+            opening: dict[str, Any] = {"type": key, key: ""}
+            words = _text_tokens(block[key])
             deltas = [
-                {"type": "text_delta", "text": "".join(words[i : i + _TEXT_WORDS_PER_DELTA])}
+                {"type": f"{key}_delta", key: "".join(words[i : i + _TEXT_WORDS_PER_DELTA])}
                 for i in range(0, len(words), _TEXT_WORDS_PER_DELTA)
             ]
+            if key == "thinking":
+                opening["signature"] = ""
+                deltas.append({"type": "signature_delta", "signature": block["signature"]})
         else:
             opening = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
             raw = orjson.dumps(block["input"]).decode()
