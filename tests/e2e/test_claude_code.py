@@ -1,0 +1,118 @@
+"""The real Claude Code CLI (npm, pinned) driven through the gateway, with a tool round trip.
+
+The emulator's script answers `RUN_TOOL` with a `tool_use` for Bash; the CLI runs the command,
+sends the `tool_result` back, and prints the final text, which quotes the command's output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cloudgate.cli.demo import tool_round_trip_script
+from cloudgate.emulator import EmulatorConfig
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = "2.1.328"
+
+
+def claude_binary() -> str:
+    """The pinned CLI installed by scripts/install-claude-code.sh (or $CLOUDGATE_CLAUDE_BIN)."""
+    candidate = os.environ.get("CLOUDGATE_CLAUDE_BIN") or str(
+        ROOT / ".cache/claude-code/node_modules/.bin/claude"
+    )
+    if Path(candidate).exists():
+        return candidate
+    message = f"Claude Code {VERSION} is not installed: run scripts/install-claude-code.sh (needs npm)"
+    if os.environ.get("CI"):
+        pytest.fail(message)  # CI must run these, never skip them
+    pytest.skip(message)
+
+
+def run_claude(
+    env: dict[str, str], home: Path, prompt: str = "RUN_TOOL please"
+) -> subprocess.CompletedProcess[str]:
+    """`claude -p PROMPT --allowedTools Bash` with a throw-away HOME and no outside traffic."""
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    return subprocess.run(
+        [claude_binary(), "-p", prompt, "--allowedTools", "Bash"],
+        env={**base, **env},
+        cwd=home,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.fixture
+def scripted(make_stack) -> Stack:
+    return make_stack(
+        emulator=EmulatorConfig(script=tool_round_trip_script()),
+        settings={"vertex": {"region": "global"}},
+    )
+
+
+def _assert_round_trip(stack: Stack, result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Tool said: cloudgate-tool-ok" in result.stdout
+    streamed = [c for c in stack.upstream_calls if c.path.endswith(":streamRawPredict")]
+    assert len(streamed) >= 2
+    # The follow-up request carried the command's output back as a tool_result.
+    last_user = streamed[-1].json["messages"][-1]
+    results = [b for b in last_user["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+    assert results and "cloudgate-tool-ok" in str(results[0]["content"])
+    records = stack.sink.records
+    assert records and all(r.status == 200 for r in records if r.stream)
+    assert any(r.session_id for r in records)
+
+
+def test_anthropic_mode(scripted: Stack, tmp_path: Path) -> None:
+    env = {"ANTHROPIC_BASE_URL": scripted.url, "ANTHROPIC_AUTH_TOKEN": scripted.key}
+    _assert_round_trip(scripted, run_claude(env, tmp_path))
+    assert {r.frontdoor for r in scripted.sink.records} == {"anthropic"}
+
+
+def test_vertex_mode(scripted: Stack, tmp_path: Path) -> None:
+    env = {
+        "CLAUDE_CODE_USE_VERTEX": "1",
+        "ANTHROPIC_VERTEX_BASE_URL": f"{scripted.url}/vertex_ai/v1",
+        "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",
+        "ANTHROPIC_VERTEX_PROJECT_ID": "developer-laptop-project",
+        "CLOUD_ML_REGION": "global",
+        "ANTHROPIC_AUTH_TOKEN": scripted.key,
+    }
+    _assert_round_trip(scripted, run_claude(env, tmp_path))
+    assert {r.frontdoor for r in scripted.sink.records} == {"vertex"}
+    # The developer's project name never reaches Google: the gateway's own project does.
+    assert all("/projects/upstream-project/" in c.path for c in scripted.upstream_calls)
+
+
+def test_vertex_mode_with_key_in_a_custom_header(make_stack, tmp_path: Path) -> None:
+    stack = make_stack(
+        emulator=EmulatorConfig(script=tool_round_trip_script()),
+        settings={"vertex": {"region": "global"}, "gateway": {"auth_header": "X-Cloudgate-Key"}},
+    )
+    env = {
+        "CLAUDE_CODE_USE_VERTEX": "1",
+        "ANTHROPIC_VERTEX_BASE_URL": f"{stack.url}/vertex_ai/v1",
+        "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",
+        "ANTHROPIC_VERTEX_PROJECT_ID": "p",
+        "CLOUD_ML_REGION": "global",
+        "ANTHROPIC_CUSTOM_HEADERS": f"X-Cloudgate-Key: {stack.key}",
+    }
+    _assert_round_trip(stack, run_claude(env, tmp_path))
