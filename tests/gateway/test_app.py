@@ -316,6 +316,11 @@ def test_client_disconnect_cancels_the_upstream(make_stack) -> None:
     (record,) = gw.records(1)
     assert record.status == 499 and record.error_type == "client_disconnected"
     assert record.duration_ms < 3000
+    # The upstream saw its caller (the gateway) hang up too, instead of streaming on.
+    deadline = time.monotonic() + 5
+    while gw.emulator.state.abandoned_streams == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gw.emulator.state.abandoned_streams == 1
     # The gateway is fine afterwards.
     assert post(gw, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [MSG]}).ok
 

@@ -66,6 +66,8 @@ class EmulatorState:
     keys: KeyRing
     requests: list[RecordedRequest] = field(default_factory=list)
     base_url: str | None = None
+    # Streams whose client hung up before the end (a gateway must cancel upstream calls).
+    abandoned_streams: int = 0
     _last_host: str | None = None
 
     def own_url(self, path: str) -> str:
@@ -106,8 +108,11 @@ class EmulatorApp:
             log.exception("emulator failed on %s %s", req.method, req.path)
             response = json_response(500, google_error_body(500, "Internal error encountered.", "INTERNAL"))
         try:
-            await send_response(send, response)
+            completed = await send_response(send, response, receive)
         except OSError:
+            completed = False
+        if not completed and isinstance(response, StreamResponse) and response.cut_after is None:
+            self.state.abandoned_streams += 1
             log.info("client went away during %s %s", req.method, req.path)
 
     async def _dispatch(self, req: Request) -> Response | StreamResponse:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from cloudgate.util.tasks import spawn
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -102,32 +105,55 @@ def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-async def send_response(send: Send, response: Response | StreamResponse) -> None:
-    """Send a response; a cut response returns without completing it, which makes uvicorn close the socket."""
+async def send_response(
+    send: Send, response: Response | StreamResponse, receive: Receive | None = None
+) -> bool:
+    """Send a response; return whether it was completed.
+
+    A cut response returns without completing it, which makes uvicorn close the socket. A
+    stream stops early when the client disconnects (watched through `receive`), as a real
+    server stops generating for a caller that is gone.
+    """
     if isinstance(response, StreamResponse):
-        await _send_stream(send, response)
-        return
+        return await _send_stream(send, response, receive)
     headers = {"content-length": str(len(response.body)), **response.headers}
     await send({"type": "http.response.start", "status": response.status, "headers": _raw_headers(headers)})
     if response.cut_at is not None:
         await send(
             {"type": "http.response.body", "body": response.body[: response.cut_at], "more_body": True}
         )
-        return
+        return False
     await send({"type": "http.response.body", "body": response.body})
+    return True
 
 
-async def _send_stream(send: Send, response: StreamResponse) -> None:
+async def _send_stream(send: Send, response: StreamResponse, receive: Receive | None) -> bool:
     headers = {
         "content-type": "text/event-stream; charset=utf-8",
         "cache-control": "no-cache",
         **response.headers,
     }
     await send({"type": "http.response.start", "status": response.status, "headers": _raw_headers(headers)})
-    for index, event in enumerate(response.events):
-        if response.cut_after is not None and index >= response.cut_after:
-            return
-        if index and response.delay > 0:
-            await asyncio.sleep(response.delay)
-        await send({"type": "http.response.body", "body": event, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+    gone = asyncio.Event()
+    watcher = spawn(_watch_disconnect(receive, gone), name="emulator-disconnect") if receive else None
+    try:
+        for index, event in enumerate(response.events):
+            if response.cut_after is not None and index >= response.cut_after:
+                return False
+            if index and response.delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gone.wait(), response.delay)
+            if gone.is_set():
+                return False
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return True
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()

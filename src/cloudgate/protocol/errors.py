@@ -124,7 +124,7 @@ class GatewayError(Exception):
     upstream error body whose shape (`raw_shape`: "anthropic", "google" or "aws") a front door
     passes through unchanged when that shape is native to its wire format, because clients'
     retry logic reads the upstream's exact wording. `headers` carries headers worth keeping
-    (`retry-after`, `x-amzn-ErrorType`).
+    (`retry-after`, `x-amzn-errortype`), names lower-cased.
     """
 
     def __init__(

@@ -67,7 +67,7 @@ async def raise_for_upstream_status(resp: UpstreamResponse, *, provider: str) ->
     except TransportError:
         body = b""
     parsed = parse_error_body(resp.status, body)
-    keep = {k: v for k, v in resp.headers.items() if k.lower() in _KEPT_ERROR_HEADERS}
+    keep = {k.lower(): v for k, v in resp.headers.items() if k.lower() in _KEPT_ERROR_HEADERS}
     raise GatewayError(
         resp.status,
         parsed.message,

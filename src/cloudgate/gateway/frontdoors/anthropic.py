@@ -58,9 +58,9 @@ def error_response(err: GatewayError) -> tuple[int, bytes, Headers]:
     native = err.raw_body is not None and err.raw_shape == "anthropic"
     body = err.raw_body if native and err.raw_body is not None else err.anthropic_body()
     headers = list(JSON_HEADERS)
-    for name, value in err.headers.items():
-        if name.lower() == "retry-after" or name.lower().startswith("anthropic-ratelimit-"):
-            headers.append((name.lower().encode(), value.encode("latin-1")))
+    for name, value in err.headers.items():  # names are lower-case (providers.base)
+        if name == "retry-after" or name.startswith("anthropic-ratelimit-"):
+            headers.append((name.encode(), value.encode("latin-1")))
     return err.status, body, headers
 
 

@@ -106,7 +106,7 @@ def error_response(err: GatewayError) -> tuple[int, bytes, Headers]:
     else:
         body = err.google_body()
     headers = list(JSON_HEADERS)
-    retry_after = err.headers.get("retry-after") or err.headers.get("Retry-After")
+    retry_after = err.headers.get("retry-after")
     if retry_after:
         headers.append((b"retry-after", retry_after.encode("latin-1")))
     return err.status, body, headers
