@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 from importlib import resources
@@ -40,8 +41,8 @@ def add_parser(sub: Any) -> None:
         "format, and print how to point Claude Code at the gateway.",
     )
     p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
-    p.add_argument("--port", type=int, default=8900, help="gateway port")
-    p.add_argument("--emulator-port", type=int, default=8901, help="emulator port")
+    p.add_argument("--port", type=int, default=8900, help="gateway port (0: any free port)")
+    p.add_argument("--emulator-port", type=int, default=8901, help="emulator port (0: any free port)")
     p.add_argument("--key", help="gateway key to use (default: a new random one)")
     p.add_argument("--stream-delay", type=float, default=0.02, help="emulator delay between events")
     p.add_argument("--once", action="store_true", help="exit after the first round of requests")
@@ -64,10 +65,32 @@ def tool_round_trip_script() -> str:
     return str(resources.files("cloudgate.emulator").joinpath("scripts/tool_round_trip.yaml"))
 
 
+def _bind(host: str, port: int, what: str, flag: str) -> socket.socket:
+    """A listening socket, bound before anything starts so a busy port is a plain message."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            f"the {what} could not listen on port {port}: {exc.strerror} (choose another with {flag})"
+        ) from None
+    return sock
+
+
 async def _demo(args: argparse.Namespace) -> int:
     host = args.host
-    emulator_url = f"http://{host}:{args.emulator_port}"
-    gateway_url = f"http://{host}:{args.port}"
+    emulator_sock = _bind(host, args.emulator_port, "emulator", "--emulator-port")
+    try:
+        gateway_sock = _bind(host, args.port, "gateway", "--port")
+    except OSError:
+        emulator_sock.close()
+        raise
+    emulator_port = emulator_sock.getsockname()[1]
+    gateway_port = gateway_sock.getsockname()[1]
+    emulator_url = f"http://{host}:{emulator_port}"
+    gateway_url = f"http://{host}:{gateway_port}"
     key = args.key or "cg-demo-" + secrets.token_hex(12)
     state_dir = Path(tempfile.mkdtemp(prefix="cloudgate-demo-"))
     key_file = state_dir / "service-account.json"
@@ -80,7 +103,7 @@ async def _demo(args: argparse.Namespace) -> int:
     settings = load_settings(
         env={},  # the demo is hermetic: nothing in the caller's environment changes it
         overrides={
-            "gateway": {"host": host, "port": args.port, "keys": [key]},
+            "gateway": {"host": host, "port": gateway_port, "keys": [key]},
             "vertex": {
                 "project_id": DEMO_PROJECT,
                 "region": "global",
@@ -101,11 +124,11 @@ async def _demo(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    emulator_task = asyncio.ensure_future(emulator.serve())
-    await _until_started(emulator, emulator_task, "emulator", args.emulator_port)
-    gateway_task = asyncio.ensure_future(gateway.serve())
+    emulator_task = asyncio.ensure_future(emulator.serve(sockets=[emulator_sock]))
+    await _until_started(emulator, emulator_task, "emulator")
+    gateway_task = asyncio.ensure_future(gateway.serve(sockets=[gateway_sock]))
     try:
-        await _until_started(gateway, gateway_task, "gateway", args.port)
+        await _until_started(gateway, gateway_task, "gateway")
         ok = await _first_requests(gateway_url, key, sink)
         _print_instructions(gateway_url, emulator_url, key, ok)
         if not args.once:
@@ -118,10 +141,10 @@ async def _demo(args: argparse.Namespace) -> int:
         await asyncio.gather(gateway_task, emulator_task, return_exceptions=True)
 
 
-async def _until_started(server: EmbeddedServer, task: asyncio.Future[None], what: str, port: int) -> None:
+async def _until_started(server: EmbeddedServer, task: asyncio.Future[None], what: str) -> None:
     while not server.started:
         if task.done():
-            raise OSError(f"the {what} could not listen on port {port} (is it in use? try --port)")
+            raise OSError(f"the {what} failed to start (see the log above)")
         await asyncio.sleep(0.02)
 
 

@@ -1,0 +1,75 @@
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from cloudgate.emulator import EmulatorConfig, create_emulator_app
+from cloudgate.util.server import free_port, serving
+
+
+def _cloudgate(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cloudgate.cli.main", *args],
+        env={"PATH": os.environ["PATH"], **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_bad_settings_exit_with_a_message(tmp_path: Path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("gateway:\n  port: many\n")
+    proc = _cloudgate("serve", "--config", str(bad))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "gateway.port" in err and "Traceback" not in err
+
+
+def test_refuses_to_run_without_keys_off_loopback(tmp_path: Path):
+    proc = _cloudgate("serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "no gateway keys" in err
+
+
+def test_serves_requests_from_a_settings_file(tmp_path: Path):
+    with serving(create_emulator_app(EmulatorConfig(static_tokens=["tok"]))) as emulator:
+        port = free_port()
+        config = tmp_path / "cloudgate.yaml"
+        config.write_text(
+            f"gateway:\n  port: {port}\n  keys: [k]\n"
+            f"vertex:\n  project_id: p\n  base_url: {emulator.url}/v1\n  access_token: tok\n"
+        )
+        proc = _cloudgate("serve", "--config", str(config))
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline and proc.poll() is None, (
+                    proc.stderr.read() if proc.stderr else ""
+                )
+                time.sleep(0.1)
+            resp = requests.post(
+                f"http://127.0.0.1:{port}/v1/messages",
+                json={
+                    "model": "claude-haiku-4-5",
+                    "max_tokens": 20,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+                headers={"x-api-key": "k"},
+                timeout=10,
+            )
+            assert resp.status_code == 200 and resp.json()["content"][0]["text"]
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=20)
+        # One structured line per request in the log.
+        assert '"status":200' in err and '"upstream_model":"claude-haiku-4-5@20251001"' in err
