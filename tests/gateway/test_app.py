@@ -416,3 +416,30 @@ def test_gateway_survives_a_burst_of_garbage(gw: Stack) -> None:
     for junk in (b"\x00\xff" * 100, b"{" * 1000, json.dumps({"messages": [None] * 50}).encode()):
         assert post(gw, "/v1/messages", junk).status_code == 400
     assert post(gw, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [MSG]}).ok
+
+
+def test_idle_stream_times_out_with_an_error_event(make_stack) -> None:
+    gw = make_stack(
+        emulator=EmulatorConfig(stream_delay=1.0), settings={"gateway": {"timeouts": {"idle": 0.3}}}
+    )
+    resp = post(
+        gw, "/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [MSG], "stream": True}
+    )
+    assert resp.status_code == 200
+    events = sse_events(resp)
+    assert events[0][0] == "message_start"
+    assert events[-1] == (
+        "error",
+        {"type": "error", "error": {"type": "timeout_error", "message": "vertex upstream timed out (idle)"}},
+    )
+    (record,) = gw.records(1)
+    assert record.status == 504 and record.error_type == "timeout_error"
+
+
+def test_connect_failure_is_a_502(make_stack) -> None:
+    from cloudgate.util.server import free_port
+
+    gw = make_stack(settings={"vertex": {"base_urls": {"us-east5": f"http://127.0.0.1:{free_port()}/v1"}}})
+    resp = post(gw, "/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [MSG]})
+    assert resp.status_code == 502 and resp.json()["error"]["type"] == "api_error"
+    assert "unreachable" in resp.json()["error"]["message"]

@@ -164,3 +164,85 @@ async def test_application_default_credentials_from_env(
         assert src.project_id == "sa-project"  # ADC's project: the provider's last fallback
     finally:
         await src.close()
+
+
+# -- the other credential kinds Application Default Credentials can find ----------------------
+
+
+@pytest.fixture
+def user_emulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[EmulatorApp, BackgroundServer, dict[str, str]]]:
+    """An emulator that accepts one `gcloud auth application-default login` identity.
+
+    google-auth always sends authorized-user refreshes to Google's own token URL (a module
+    constant, no setting), so the test points that constant at the emulator.
+    """
+    from google.oauth2 import credentials as user_credentials
+
+    from cloudgate.emulator import AuthorizedUser
+
+    user = {
+        "client_id": "cid.apps.googleusercontent.com",
+        "client_secret": "s3cret",
+        "refresh_token": "1//rt",
+    }
+    app = create_emulator_app(EmulatorConfig(authorized_users=[AuthorizedUser(**user)]))
+    with serving(app) as srv:
+        monkeypatch.setattr(user_credentials, "_GOOGLE_OAUTH2_TOKEN_ENDPOINT", f"{srv.url}/token")
+        yield app, srv, user
+
+
+def _authorized_user_file(path: Path, user: dict[str, str], project: str) -> Path:
+    path.write_text(json.dumps({"type": "authorized_user", "quota_project_id": project, **user}))
+    return path
+
+
+async def test_authorized_user_file(user_emulator, tmp_path: Path) -> None:
+    app, _, user = user_emulator
+    src = GoogleTokenSource(credentials_file=str(_authorized_user_file(tmp_path / "adc.json", user, "qp")))
+    await src.start()
+    try:
+        assert app.state.tokens.is_valid(await src.token())
+    finally:
+        await src.close()
+
+
+async def test_gcloud_application_default_login(
+    user_emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, _, user = user_emulator
+    gcloud = tmp_path / "gcloud"
+    gcloud.mkdir()
+    _authorized_user_file(gcloud / "application_default_credentials.json", user, "login-project")
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(gcloud))  # where gcloud keeps its files
+    src = GoogleTokenSource.from_settings(VertexSettings())
+    await src.start()
+    try:
+        assert app.state.tokens.is_valid(await src.token())
+        assert src.project_id == "login-project"
+    finally:
+        await src.close()
+
+
+async def test_metadata_server_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from google.auth.compute_engine import _metadata
+
+    app = create_emulator_app(EmulatorConfig(metadata_project="gce-project", token_ttl=3600))
+    with serving(app) as srv:
+        host = f"127.0.0.1:{srv.port}"
+        monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+        monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+        monkeypatch.setenv("GCE_METADATA_HOST", host)
+        monkeypatch.setenv("GCE_METADATA_IP", host)
+        monkeypatch.setattr(_metadata, "_GCE_METADATA_HOST", host)  # read once at import
+        src = GoogleTokenSource.from_settings(VertexSettings())
+        await src.start()
+        try:
+            token = await src.token()
+            assert app.state.tokens.is_valid(token)
+            assert src.project_id == "gce-project"
+            assert any(r.path.endswith("/service-accounts/default/token") for r in app.state.requests)
+        finally:
+            await src.close()
