@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -11,6 +10,7 @@ import requests
 from cloudgate.cli.emulator import build_config
 from cloudgate.cli.main import build_parser
 from cloudgate.util.server import free_port
+from tests.cli.helpers import wait_until_up
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -68,15 +68,7 @@ def test_runs_and_answers(tmp_path):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/_emulator/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.1)
+        wait_until_up(f"http://127.0.0.1:{port}/_emulator/health", proc)
         url = f"http://127.0.0.1:{port}/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-haiku-4-5@20251001:rawPredict"
         body = {
             "anthropic_version": "vertex-2023-10-16",

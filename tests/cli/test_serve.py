@@ -1,13 +1,13 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from cloudgate.emulator import EmulatorConfig, create_emulator_app
 from cloudgate.util.server import free_port, serving
+from tests.cli.helpers import wait_until_up
 
 
 def _cloudgate(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen[str]:
@@ -46,17 +46,7 @@ def test_serves_requests_from_a_settings_file(tmp_path: Path):
         )
         proc = _cloudgate("serve", "--config", str(config))
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    pass
-                assert time.monotonic() < deadline and proc.poll() is None, (
-                    proc.stderr.read() if proc.stderr else ""
-                )
-                time.sleep(0.1)
+            wait_until_up(f"http://127.0.0.1:{port}/health", proc)
             resp = requests.post(
                 f"http://127.0.0.1:{port}/v1/messages",
                 json={

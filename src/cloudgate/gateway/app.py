@@ -248,8 +248,7 @@ class GatewayApp:
                 call.passthrough_headers[name] = headers[name]
 
         target = state.router.route(call)
-        resolved, _ = state.router.resolve_model(call.model)
-        if caching.apply_cache_policy(call.body, state.settings.caching, state.router.family(resolved)):
+        if caching.apply_cache_policy(call.body, state.settings.caching, state.router.family(target.model)):
             call.raw_body = b""
         record.provider = target.provider
         record.upstream_model = target.model
