@@ -72,3 +72,33 @@ def test_gateway_error_renders_both_shapes():
     assert orjson.loads(err.google_body()) == {
         "error": {"code": 404, "message": "no such model", "status": "NOT_FOUND"}
     }
+
+
+def test_parse_aws_errors_by_exception_name():
+    parsed = parse_error_body(
+        400,
+        b'{"message":"Too many tokens"}',
+        "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+    )
+    assert (parsed.shape, parsed.error_type, parsed.message) == ("aws", "rate_limit_error", "Too many tokens")
+    odd = parse_error_body(424, b'{"Message":"model failed"}', "ModelErrorException")
+    assert (odd.error_type, odd.message) == ("api_error", "model failed")
+    bare = parse_error_body(403, b"", "AccessDeniedException")
+    assert (bare.error_type, bare.message) == ("permission_error", "AccessDeniedException")
+
+
+@pytest.mark.parametrize(
+    ("status", "aws"),
+    [
+        (400, (400, "ValidationException")),
+        (401, (403, "UnrecognizedClientException")),
+        (403, (403, "AccessDeniedException")),
+        (404, (404, "ResourceNotFoundException")),
+        (429, (429, "ThrottlingException")),
+        (500, (500, "InternalServerException")),
+        (504, (408, "ModelTimeoutException")),
+        (529, (503, "ServiceUnavailableException")),
+    ],
+)
+def test_gateway_errors_in_aws_terms(status, aws):
+    assert GatewayError(status, "x").aws_error() == aws

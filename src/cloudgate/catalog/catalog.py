@@ -19,6 +19,7 @@ import yaml
 
 _DATED_ANTHROPIC_ID = re.compile(r"^(claude-[a-z0-9-]+?)-(\d{8})$")
 _BEDROCK_PROFILE_PREFIX = re.compile(r"^(?:global|us|eu|apac|jp|au|us-gov|ca)\.")
+_BEDROCK_VERSION_SUFFIX = re.compile(r"-v\d+(?::\d+)?$")
 
 
 @dataclass(slots=True, frozen=True)
@@ -122,24 +123,65 @@ class Catalog:
             return entry.vertex
         if "@" in name:
             return name
+        if name.startswith("arn:"):
+            return name
+        name = self.anthropic_id(name)  # a Bedrock-form id becomes the Anthropic one first
         match = _DATED_ANTHROPIC_ID.match(name)
         if match:
             return f"{match.group(1)}@{match.group(2)}"
         return name
 
     def anthropic_id(self, name: str) -> str:
-        """The Anthropic API id for `name`; unknown Vertex ids lose their `@` the Anthropic way."""
+        """The Anthropic API id for `name`; unknown Vertex and Bedrock ids are converted by their
+        naming rules (`m@date` -> `m-date`; `us.anthropic.m-v1:0` -> `m`)."""
         entry = self.lookup(name)
         if entry is not None:
             return entry.id
         if "@" in name:
             model, _, date = name.partition("@")
             return f"{model}-{date}" if date else model
+        base = _BEDROCK_PROFILE_PREFIX.sub("", name)
+        if base.startswith("anthropic."):
+            return _BEDROCK_VERSION_SUFFIX.sub("", base[len("anthropic.") :])
         return name
+
+    def bedrock_base_id(self, name: str) -> str:
+        """The Bedrock model id without an inference-profile prefix (`anthropic.claude-...`)."""
+        entry = self.lookup(name)
+        if entry is not None and entry.bedrock:
+            return entry.bedrock
+        base = _BEDROCK_PROFILE_PREFIX.sub("", name)
+        if base.startswith("anthropic."):
+            return base
+        return "anthropic." + self.anthropic_id(name)
+
+    def bedrock_id(self, name: str, region: str, profile: str = "auto") -> str:
+        """The id to invoke on Bedrock: ARNs unchanged, else the base id behind the inference
+        profile `profile` ("auto": chosen from `region` as Claude Code does; "none": no prefix)."""
+        if name.startswith("arn:"):
+            return name
+        base = self.bedrock_base_id(name)
+        if profile == "none":
+            return base
+        prefix = bedrock_profile_prefix(region) if profile == "auto" else profile
+        return f"{prefix}.{base}"
 
     def family_default(self, family: str) -> str | None:
         """The model id an alias such as `sonnet` stands for by default."""
         return self.families.get(family)
+
+
+def bedrock_profile_prefix(region: str) -> str:
+    """Claude Code's choice of inference-profile prefix for an AWS region."""
+    if region.startswith("us-gov-"):
+        return "us-gov"
+    if region.startswith("us-"):
+        return "us"
+    if region.startswith("eu-"):
+        return "eu"
+    if region.startswith("ap-"):
+        return "apac"
+    return "global"
 
 
 def _entry(raw: Any, source: str, index: int) -> ModelEntry:

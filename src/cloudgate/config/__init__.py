@@ -2,6 +2,8 @@
 
 from cloudgate.config.loader import ConfigError, load_settings
 from cloudgate.config.settings import (
+    AnthropicSettings,
+    BedrockSettings,
     CachingSettings,
     GatewaySettings,
     ModelSettings,
@@ -11,6 +13,8 @@ from cloudgate.config.settings import (
 )
 
 __all__ = [
+    "AnthropicSettings",
+    "BedrockSettings",
     "CachingSettings",
     "ConfigError",
     "GatewaySettings",

@@ -88,6 +88,8 @@ def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     gateway = _section(data, "gateway")
     vertex = _section(data, "vertex")
+    bedrock = _section(data, "bedrock")
+    anthropic = _section(data, "anthropic")
     models = _section(data, "models")
     caching = _section(data, "caching")
 
@@ -109,6 +111,14 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         vertex["base_url"] = env["CLOUDGATE_VERTEX_BASE_URL"]
     if env.get("CLOUDGATE_VERTEX_ACCESS_TOKEN"):
         vertex["access_token"] = env["CLOUDGATE_VERTEX_ACCESS_TOKEN"]
+    if env.get("CLOUDGATE_PROVIDER"):
+        data["provider"] = env["CLOUDGATE_PROVIDER"]
+    if env.get("CLOUDGATE_BEDROCK_BASE_URL"):
+        bedrock["base_url"] = env["CLOUDGATE_BEDROCK_BASE_URL"]
+    if env.get("CLOUDGATE_ANTHROPIC_BASE_URL"):
+        anthropic["base_url"] = env["CLOUDGATE_ANTHROPIC_BASE_URL"]
+    if env.get("CLOUDGATE_ANTHROPIC_API_KEY"):
+        anthropic["api_key"] = env["CLOUDGATE_ANTHROPIC_API_KEY"]
 
     # Claude Code's variables, with their documented meaning.
     region = env.get("CLOUD_ML_REGION", "").strip()
@@ -126,6 +136,18 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         vertex["project_id"] = project
     if env.get("GOOGLE_APPLICATION_CREDENTIALS"):
         vertex["credentials_file"] = env["GOOGLE_APPLICATION_CREDENTIALS"]
+
+    # AWS: the region chain Claude Code uses; botocore reads credentials and profiles itself.
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if env.get(var):
+            bedrock["region"] = env[var]
+            break
+    if env.get("AWS_PROFILE"):
+        bedrock["profile"] = env["AWS_PROFILE"]
+    if env.get("AWS_BEARER_TOKEN_BEDROCK"):
+        bedrock["api_key"] = env["AWS_BEARER_TOKEN_BEDROCK"]
+    if env.get("CLAUDE_CODE_API_KEY_HELPER_TTL_MS"):
+        anthropic["api_key_helper_ttl_ms"] = env["CLAUDE_CODE_API_KEY_HELPER_TTL_MS"]
 
     for var, key in (
         ("ANTHROPIC_MODEL", "default"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -91,6 +92,45 @@ class VertexSettings(_Section):
         return region
 
 
+class BedrockSettings(_Section):
+    """The Amazon Bedrock upstream."""
+
+    # AWS_REGION, then AWS_DEFAULT_REGION, then the profile's region, then us-east-1.
+    region: str | None = None
+    # A named profile from ~/.aws/config and ~/.aws/credentials (AWS_PROFILE); None = default chain.
+    profile: str | None = None
+    # Runtime base URL; default https://bedrock-runtime.{region}.amazonaws.com.
+    base_url: str | None = None
+    # A Bedrock API key (AWS_BEARER_TOKEN_BEDROCK): sent as `Authorization: Bearer` instead of SigV4.
+    api_key: str | None = None
+    # Inference profile for model ids: "auto" (prefix from the region, as Claude Code picks it),
+    # "none" (base ids, on-demand throughput), or a prefix: global, us, eu, apac, jp, au, us-gov.
+    inference_profile: str = "auto"
+    anthropic_version: str = "bedrock-2023-05-31"
+    drop_betas: list[str] = Field(default_factory=list)
+
+    @field_validator("inference_profile")
+    @classmethod
+    def _valid_profile(cls, value: str) -> str:
+        allowed = {"auto", "none", "global", "us", "eu", "apac", "jp", "au", "us-gov", "ca"}
+        if value not in allowed:
+            raise ValueError(f"inference_profile must be one of {sorted(allowed)}")
+        return value
+
+
+class AnthropicSettings(_Section):
+    """The Anthropic API upstream."""
+
+    base_url: str = "https://api.anthropic.com"
+    api_key: str | None = None  # sent as x-api-key
+    auth_token: str | None = None  # sent as Authorization: Bearer
+    # A shell command whose output is the key (Claude Code's apiKeyHelper), cached for
+    # `api_key_helper_ttl_ms` and re-run after a 401.
+    api_key_helper: str | None = None
+    api_key_helper_ttl_ms: int = Field(300_000, gt=0)
+    drop_betas: list[str] = Field(default_factory=list)
+
+
 class ModelSettings(_Section):
     """What model names mean (Claude Code's ANTHROPIC_*MODEL variables)."""
 
@@ -118,7 +158,11 @@ class Settings(_Section):
     """All of cloudgate's settings."""
 
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    # The upstream every call goes to: vertex, bedrock or anthropic.
+    provider: Literal["vertex", "bedrock", "anthropic"] = "vertex"
     vertex: VertexSettings = Field(default_factory=VertexSettings)
+    bedrock: BedrockSettings = Field(default_factory=BedrockSettings)
+    anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     caching: CachingSettings = Field(default_factory=CachingSettings)
     # A catalog file replacing the built-in one (same format as cloudgate/catalog/models.yaml).

@@ -90,6 +90,56 @@ _STATUS_FOR_GOOGLE: dict[str, int] = {
 }
 
 
+# Anthropic error type -> (HTTP status, AWS exception name) as Bedrock reports that failure.
+AWS_ERROR_FOR_TYPE: dict[str, tuple[int, str]] = {
+    "invalid_request_error": (400, "ValidationException"),
+    "request_too_large": (400, "ValidationException"),
+    "authentication_error": (403, "UnrecognizedClientException"),
+    "permission_error": (403, "AccessDeniedException"),
+    "billing_error": (403, "AccessDeniedException"),
+    "not_found_error": (404, "ResourceNotFoundException"),
+    "timeout_error": (408, "ModelTimeoutException"),
+    "rate_limit_error": (429, "ThrottlingException"),
+    "api_error": (500, "InternalServerException"),
+    "overloaded_error": (503, "ServiceUnavailableException"),
+}
+
+# AWS exception name -> Anthropic error type (reading Bedrock's errors).
+ANTHROPIC_TYPE_FOR_AWS: dict[str, str] = {
+    "ValidationException": "invalid_request_error",
+    "AccessDeniedException": "permission_error",
+    "UnrecognizedClientException": "authentication_error",
+    "InvalidSignatureException": "authentication_error",
+    "ExpiredTokenException": "authentication_error",
+    "IncompleteSignatureException": "authentication_error",
+    "MissingAuthenticationTokenException": "authentication_error",
+    "ResourceNotFoundException": "not_found_error",
+    "ThrottlingException": "rate_limit_error",
+    "ServiceQuotaExceededException": "rate_limit_error",
+    "ModelNotReadyException": "overloaded_error",
+    "ModelTimeoutException": "timeout_error",
+    "ModelErrorException": "api_error",
+    "ModelStreamErrorException": "api_error",
+    "InternalServerException": "api_error",
+    "ServiceUnavailableException": "overloaded_error",
+}
+
+
+def aws_exception_name(header_value: str) -> str:
+    """`ThrottlingException` from an `x-amzn-ErrorType` value such as `ThrottlingException:http://...`."""
+    return header_value.split(":", 1)[0].strip()
+
+
+def aws_stream_exception_type(name: str) -> str:
+    """The `:exception-type` spelling of an exception name in a stream (`throttlingException`)."""
+    return name[:1].lower() + name[1:]
+
+
+def aws_error_body(message: str) -> bytes:
+    """An AWS-shape error body."""
+    return orjson.dumps({"message": message})
+
+
 def anthropic_type_for_status(status: int) -> str:
     """The Anthropic error type for an HTTP status."""
     if status in _TYPE_FOR_STATUS:
@@ -155,6 +205,10 @@ class GatewayError(Exception):
         """This error in Google shape."""
         return google_error_body(self.status, self.message, self.google_status)
 
+    def aws_error(self) -> tuple[int, str]:
+        """The HTTP status and AWS exception name Bedrock would use for this error."""
+        return AWS_ERROR_FOR_TYPE.get(self.error_type, (self.status, "InternalServerException"))
+
     def __repr__(self) -> str:
         return f"GatewayError({self.status}, {self.error_type!r}, {self.message!r})"
 
@@ -167,11 +221,26 @@ class ParsedError:
     message: str
     error_type: str  # Anthropic error type
     google_status: str | None  # set when the body was a Google envelope
-    shape: str  # "anthropic", "google" or "unknown"
+    shape: str  # "anthropic", "google", "aws" or "unknown"
 
 
-def parse_error_body(status: int, body: bytes) -> ParsedError:
-    """Read an upstream error body of any known shape; unknown bodies keep their text."""
+def parse_error_body(status: int, body: bytes, aws_error_type: str | None = None) -> ParsedError:
+    """Read an upstream error body of any known shape; unknown bodies keep their text.
+
+    `aws_error_type` is Bedrock's `x-amzn-ErrorType` header: its presence marks the AWS shape,
+    and its exception name, not the status, decides the error type.
+    """
+    if aws_error_type:
+        name = aws_exception_name(aws_error_type)
+        try:
+            aws_doc: Any = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError:
+            aws_doc = {}
+        text = ""
+        if isinstance(aws_doc, dict):
+            text = str(aws_doc.get("message") or aws_doc.get("Message") or "")
+        etype = ANTHROPIC_TYPE_FOR_AWS.get(name) or anthropic_type_for_status(status)
+        return ParsedError(status, text or name, etype, None, "aws")
     try:
         doc: Any = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:

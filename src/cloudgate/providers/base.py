@@ -66,7 +66,7 @@ async def raise_for_upstream_status(resp: UpstreamResponse, *, provider: str) ->
         body = await resp.read()
     except TransportError:
         body = b""
-    parsed = parse_error_body(resp.status, body)
+    parsed = parse_error_body(resp.status, body, resp.headers.get("x-amzn-errortype"))
     keep = {k.lower(): v for k, v in resp.headers.items() if k.lower() in _KEPT_ERROR_HEADERS}
     raise GatewayError(
         resp.status,
