@@ -250,11 +250,11 @@ def parse_error_body(status: int, body: bytes, aws_error_type: str | None = None
     if isinstance(doc, dict):
         err = doc.get("error")
         if doc.get("type") == "error" and isinstance(err, dict):
-            etype = err.get("type") if isinstance(err.get("type"), str) else None
+            raw_type = err.get("type")
             return ParsedError(
                 status,
                 str(err.get("message", "")),
-                etype or anthropic_type_for_status(status),
+                raw_type if isinstance(raw_type, str) and raw_type else anthropic_type_for_status(status),
                 None,
                 "anthropic",
             )
