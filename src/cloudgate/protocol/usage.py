@@ -1,7 +1,8 @@
 """Reading token usage out of Messages API answers without disturbing them.
 
-Streams are passed through byte for byte; the tap parses event boundaries and decodes only the
-few events that carry usage (`message_start`, `message_delta`) or report failure (`error`).
+Streams are passed through byte for byte; a tap parses event boundaries and decodes only the
+few events that carry usage (`message_start`, `message_delta`, `message_stop` with Bedrock's
+invocation metrics) or report failure (`error`, AWS exception frames).
 """
 
 from __future__ import annotations
@@ -10,19 +11,21 @@ from typing import Any
 
 import orjson
 
+from cloudgate.protocol.errors import ANTHROPIC_TYPE_FOR_AWS
+from cloudgate.protocol.eventstream import EventStreamDecoder, Frame, chunk_event
 from cloudgate.protocol.messages import Usage
 from cloudgate.protocol.sse import SSEParser
 
 _WANTED = frozenset({"message_start", "message_delta", "message_stop", "error"})
+METRICS_KEY = "amazon-bedrock-invocationMetrics"
 
 
-class StreamUsageTap:
-    """Feed it the SSE bytes of one answer; it keeps usage, stop reason and any error event."""
+class UsageTap:
+    """What one answer stream reported: usage, stop reason, model, errors, completion."""
 
-    __slots__ = ("_parser", "completed", "error", "message_id", "model", "stop_reason", "usage")
+    __slots__ = ("completed", "error", "message_id", "model", "stop_reason", "usage")
 
     def __init__(self) -> None:
-        self._parser = SSEParser()
         self.usage = Usage()
         self.stop_reason: str | None = None
         self.model: str | None = None
@@ -30,35 +33,98 @@ class StreamUsageTap:
         self.error: dict[str, Any] | None = None
         self.completed = False  # message_stop seen
 
+    def take(self, name: str, doc: Any) -> None:
+        """Account for one decoded Anthropic stream event."""
+        if not isinstance(doc, dict):
+            return
+        if name == "message_start":
+            message = doc.get("message")
+            if isinstance(message, dict):
+                self.usage.update(message.get("usage"))
+                model, mid = message.get("model"), message.get("id")
+                self.model = model if isinstance(model, str) else None
+                self.message_id = mid if isinstance(mid, str) else None
+        elif name == "message_delta":
+            self.usage.update(doc.get("usage"))
+            delta = doc.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                self.stop_reason = delta["stop_reason"]
+        elif name == "message_stop":
+            self.completed = True
+            metrics = doc.get(METRICS_KEY)
+            if isinstance(metrics, dict) and not self.usage.output_tokens:
+                # Bedrock's own count, used only when the events carried none.
+                self.usage.update(
+                    {
+                        "input_tokens": metrics.get("inputTokenCount"),
+                        "output_tokens": metrics.get("outputTokenCount"),
+                    }
+                )
+        elif name == "error":
+            err = doc.get("error")
+            self.error = err if isinstance(err, dict) else {"message": str(doc)}
+
+    def take_exception(self, frame: Frame) -> None:
+        """Account for an AWS exception frame."""
+        name = frame.event_type[:1].upper() + frame.event_type[1:]
+        try:
+            message = orjson.loads(frame.payload).get("message", "")
+        except (orjson.JSONDecodeError, AttributeError):
+            message = frame.payload.decode("utf-8", "replace")
+        self.error = {"type": ANTHROPIC_TYPE_FOR_AWS.get(name, "api_error"), "message": str(message)}
+
+
+class StreamUsageTap(UsageTap):
+    """A tap on an SSE answer: feed it the bytes as they pass."""
+
+    __slots__ = ("_parser",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parser = SSEParser()
+
     def feed(self, chunk: bytes) -> None:
         """Take the next chunk of the stream."""
         for event in self._parser.feed(chunk):
-            name = event.event
-            if name not in _WANTED:
+            if event.event not in _WANTED:
                 continue
-            if name == "message_stop":
+            if event.event == "message_stop" and b"invocationMetrics" not in event.data:
                 self.completed = True
                 continue
             try:
-                doc = orjson.loads(event.data)
+                self.take(event.event, orjson.loads(event.data))
             except orjson.JSONDecodeError:
                 continue
-            if not isinstance(doc, dict):
-                continue
-            if name == "message_start":
-                message = doc.get("message")
-                if isinstance(message, dict):
-                    self.usage.update(message.get("usage"))
-                    self.model = message.get("model") if isinstance(message.get("model"), str) else None
-                    self.message_id = message.get("id") if isinstance(message.get("id"), str) else None
-            elif name == "message_delta":
-                self.usage.update(doc.get("usage"))
-                delta = doc.get("delta")
-                if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
-                    self.stop_reason = delta["stop_reason"]
-            else:
-                err = doc.get("error")
-                self.error = err if isinstance(err, dict) else {"message": str(doc)}
+
+
+class EventStreamUsageTap(UsageTap):
+    """A tap on a Bedrock event-stream answer: feed it the bytes as they pass."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._decoder = EventStreamDecoder()
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next chunk of the stream (raises `EventStreamError` on corrupt frames)."""
+        for frame in self._decoder.feed(chunk):
+            self.take_frame(frame)
+
+    def take_frame(self, frame: Frame) -> Any:
+        """Account for one decoded frame; returns the event JSON of a chunk frame, else None."""
+        if frame.message_type != "event":
+            self.take_exception(frame)
+            return None
+        try:
+            doc = orjson.loads(chunk_event(frame))
+        except (orjson.JSONDecodeError, KeyError, ValueError):
+            return None
+        if isinstance(doc, dict):
+            name = doc.get("type")
+            if isinstance(name, str) and name in _WANTED:
+                self.take(name, doc)
+        return doc
 
 
 def usage_from_message(body: bytes) -> tuple[Usage, str | None, str | None]:
@@ -71,8 +137,10 @@ def usage_from_message(body: bytes) -> tuple[Usage, str | None, str | None]:
     if not isinstance(doc, dict):
         return usage, None, None
     usage.update(doc.get("usage"))
-    if "input_tokens" in doc and "usage" not in doc:  # count_tokens answers {"input_tokens": N}
-        usage.update(doc)
+    if "usage" not in doc:  # count_tokens answers: {"input_tokens": N} or Bedrock's {"inputTokens": N}
+        count = doc.get("input_tokens", doc.get("inputTokens"))
+        if isinstance(count, int):
+            usage.input_tokens = count
     stop = doc.get("stop_reason")
     model = doc.get("model")
     return usage, stop if isinstance(stop, str) else None, model if isinstance(model, str) else None
