@@ -108,6 +108,5 @@ def test_pass_throughs_return_bytes_untouched_and_tap_usage():
     stream = _bedrock_stream()
     assert b"".join(bedrock.feed(c) for c in _chunks(stream, 9)) == stream
     assert bedrock.tap.usage.input_tokens == 11 and bedrock.tap.completed
-    assert [chunk_event(f) for f in EventStreamDecoder().feed(stream)][0].startswith(
-        b'{"type":"message_start"'
-    )
+    first = EventStreamDecoder().feed(stream)[0]
+    assert chunk_event(first).startswith(b'{"type":"message_start"')
