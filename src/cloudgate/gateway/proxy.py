@@ -1,10 +1,11 @@
 """Forwarding one call upstream and relaying the answer, streamed as it arrives.
 
-The answer's bytes go to the caller untouched when its wire format matches the upstream's (the
-Anthropic and Vertex formats frame answers identically); a tap reads usage on the way. A client
-that disconnects cancels the upstream request. Once a stream has started, an upstream failure
-can no longer change the status: it is reported as an SSE `error` event, as the Messages API
-itself does, and the stream is closed.
+The answer's bytes go to the caller untouched when its framing matches the upstream's (the
+Anthropic and Vertex formats both stream SSE; Bedrock streams AWS event-stream frames), and are
+re-framed event by event when they differ (`protocol.transcode`); a tap reads usage on the way.
+A client that disconnects cancels the upstream request. Once a stream has started, an upstream
+failure can no longer change the status: it is reported in-band (an SSE `error` event, or a
+Bedrock exception frame), as the upstream services themselves do, and the stream is closed.
 """
 
 from __future__ import annotations
@@ -13,12 +14,21 @@ import asyncio
 import logging
 import time
 
+import orjson
+
 from cloudgate.gateway.records import RequestRecord
 from cloudgate.gateway.types import Headers, Message, Receive, Send
-from cloudgate.protocol.errors import GatewayError, anthropic_error_body
-from cloudgate.protocol.messages import MessagesCall
-from cloudgate.protocol.sse import encode_event
-from cloudgate.protocol.usage import StreamUsageTap, usage_from_message
+from cloudgate.protocol.errors import GatewayError
+from cloudgate.protocol.eventstream import EventStreamError
+from cloudgate.protocol.messages import MessagesCall, Operation, WireFormat
+from cloudgate.protocol.transcode import (
+    EventStreamPassThrough,
+    EventStreamToSSE,
+    Relay,
+    SSEPassThrough,
+    SSEToEventStream,
+)
+from cloudgate.protocol.usage import usage_from_message
 from cloudgate.providers.base import Provider, Target, transport_error_to_gateway
 from cloudgate.providers.transport import TransportError, UpstreamResponse
 from cloudgate.util.tasks import spawn
@@ -76,15 +86,27 @@ class DisconnectWatch:
         self._watcher.cancel()
 
 
-def _response_headers(resp: UpstreamResponse, request_id: str) -> Headers:
-    content_type = resp.headers.get("content-type", "application/json")
-    headers: Headers = [(b"content-type", content_type.encode("latin-1"))]
+def _response_headers(
+    resp: UpstreamResponse, request_id: str, caller: WireFormat, content_type: str | None = None
+) -> Headers:
+    chosen = content_type or resp.headers.get("content-type") or "application/json"
+    headers: Headers = [(b"content-type", chosen.encode("latin-1"))]
     for name, value in resp.headers.items():
         lname = name.lower().encode("latin-1")
         if lname in _RELAYED:
             headers.append((lname, value.encode("latin-1")))
     headers.append((b"x-cloudgate-request-id", request_id.encode()))
+    if caller is WireFormat.BEDROCK:
+        headers.append((b"x-amzn-requestid", request_id.encode()))
     return headers
+
+
+def _relay_for(caller: WireFormat, upstream_sse: bool) -> Relay:
+    """The relay between the upstream's stream framing and the caller's."""
+    to_bedrock = caller is WireFormat.BEDROCK
+    if upstream_sse:
+        return SSEToEventStream() if to_bedrock else SSEPassThrough()
+    return EventStreamPassThrough() if to_bedrock else EventStreamToSSE()
 
 
 async def forward(
@@ -95,20 +117,26 @@ async def forward(
     receive: Receive,
     send: Send,
 ) -> None:
-    """Send `call` to `target` and relay the answer; fills `record`. Raises `GatewayError`
-    (before any byte was sent) or `ClientDisconnected`."""
+    """Send `call` to `target` and relay the answer in the caller's wire format; fills `record`.
+
+    Raises `GatewayError` (before any byte was sent) or `ClientDisconnected`.
+    """
     watch = DisconnectWatch(receive)
     started = time.perf_counter()
     resp: UpstreamResponse | None = None
+    caller = call.frontdoor
     try:
         resp = await provider.send(call, target)
         record.first_byte_ms = round((time.perf_counter() - started) * 1000, 3)
-        headers = _response_headers(resp, record.request_id)
         record.status = resp.status
-        if resp.headers.get("content-type", "").startswith("text/event-stream"):
-            await _relay_stream(resp, headers, record, send)
+        content_type = resp.headers.get("content-type", "")
+        if content_type.startswith(("text/event-stream", "application/vnd.amazon.eventstream")):
+            relay = _relay_for(caller, content_type.startswith("text/event-stream"))
+            headers = _response_headers(resp, record.request_id, caller, relay.content_type)
+            await _relay_stream(resp, relay, headers, record, send)
         else:
-            await _relay_whole(resp, headers, record, send)
+            headers = _response_headers(resp, record.request_id, caller)
+            await _relay_whole(resp, call, headers, record, send)
         watch.done()
     except asyncio.CancelledError:
         if not watch.fired:
@@ -127,35 +155,61 @@ async def forward(
         raise
 
 
-async def _relay_whole(resp: UpstreamResponse, headers: Headers, record: RequestRecord, send: Send) -> None:
+async def _relay_whole(
+    resp: UpstreamResponse, call: MessagesCall, headers: Headers, record: RequestRecord, send: Send
+) -> None:
     body = await resp.read()
     usage, stop, _model = usage_from_message(body)
     record.usage = usage
     record.stop_reason = stop
+    if call.operation is Operation.COUNT_TOKENS:
+        # The one answer whose shape differs: {"input_tokens": N} vs Bedrock's {"inputTokens": N}.
+        key = "inputTokens" if call.frontdoor is WireFormat.BEDROCK else "input_tokens"
+        body = orjson.dumps({key: usage.input_tokens})
+    elif call.frontdoor is WireFormat.BEDROCK:
+        headers.append((b"x-amzn-bedrock-input-token-count", str(usage.input_tokens).encode()))
+        headers.append((b"x-amzn-bedrock-output-token-count", str(usage.output_tokens).encode()))
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _relay_stream(resp: UpstreamResponse, headers: Headers, record: RequestRecord, send: Send) -> None:
-    tap = StreamUsageTap()
+async def _relay_stream(
+    resp: UpstreamResponse, relay: Relay, headers: Headers, record: RequestRecord, send: Send
+) -> None:
     headers.append((b"cache-control", b"no-cache"))
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     try:
         async for chunk in resp.iter_chunks():
-            tap.feed(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    except TransportError as exc:
-        # Too late for a status code: tell the client in-band, the way the API reports
-        # mid-stream failures, so SDKs raise instead of waiting for more.
-        err = transport_error_to_gateway(exc, provider=record.provider)
+            out = relay.feed(chunk)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+        tail = relay.close()
+        if tail:
+            await send({"type": "http.response.body", "body": tail, "more_body": True})
+    except (TransportError, EventStreamError) as exc:
+        # Too late for a status code: tell the client in-band, the way the upstream services
+        # report mid-stream failures, so SDKs raise instead of waiting for more.
+        err = (
+            transport_error_to_gateway(exc, provider=record.provider)
+            if isinstance(exc, TransportError)
+            else GatewayError(
+                502, f"{record.provider} sent a corrupt event stream: {exc}", error_type="api_error"
+            )
+        )
         record.error_type = err.error_type
         record.error_message = err.message
         record.status = err.status
         log.warning("request %s: stream from %s broke: %s", record.request_id, record.provider, exc)
-        event = encode_event("error", anthropic_error_body(err.error_type, err.message))
-        await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": relay.error(err.error_type, err.message),
+                "more_body": True,
+            }
+        )
     finally:
+        tap = relay.tap
         record.usage = tap.usage
         record.stop_reason = tap.stop_reason
         if tap.error is not None and record.error_type is None:

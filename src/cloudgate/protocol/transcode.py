@@ -59,7 +59,7 @@ def aws_exception(error_type: str, message: str) -> bytes:
 class SSEPassThrough:
     """SSE in, SSE out: bytes untouched, usage tapped."""
 
-    content_type = None
+    content_type: str | None = None
 
     def __init__(self) -> None:
         self._tap = StreamUsageTap()
@@ -82,7 +82,7 @@ class SSEPassThrough:
 class EventStreamPassThrough:
     """Event stream in, event stream out: bytes untouched, usage tapped."""
 
-    content_type = None
+    content_type: str | None = None
 
     def __init__(self) -> None:
         self._tap = EventStreamUsageTap()
@@ -105,7 +105,7 @@ class EventStreamPassThrough:
 class SSEToEventStream:
     """SSE in (Vertex, the Anthropic API), Bedrock event stream out."""
 
-    content_type = EVENTSTREAM_CONTENT_TYPE
+    content_type: str | None = EVENTSTREAM_CONTENT_TYPE
 
     def __init__(self, started: float | None = None) -> None:
         self.tap: UsageTap = UsageTap()
@@ -169,7 +169,7 @@ class SSEToEventStream:
 class EventStreamToSSE:
     """Bedrock event stream in, SSE out (Anthropic and Vertex callers)."""
 
-    content_type = SSE_CONTENT_TYPE
+    content_type: str | None = SSE_CONTENT_TYPE
 
     def __init__(self) -> None:
         self._tap = EventStreamUsageTap()
