@@ -72,3 +72,48 @@ def test_alias_cycles_terminate():
     )
     model, _ = Router(settings, default_catalog()).resolve_model("a")
     assert model in {"a", "b"}
+
+
+def test_bedrock_targets_use_inference_profiles_from_the_region():
+    router = Router(
+        load_settings(env={"CLOUDGATE_PROVIDER": "bedrock", "AWS_REGION": "eu-west-1"}), default_catalog()
+    )
+    target = router.route(_call("claude-sonnet-4-5@20250929", WireFormat.VERTEX))
+    assert (target.provider, target.model, target.region) == (
+        "bedrock",
+        "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "eu-west-1",
+    )
+    # A Bedrock caller's own profile prefix is re-derived for the gateway's region; ARNs stay.
+    assert (
+        router.route(_call("us.anthropic.claude-opus-5-5", WireFormat.BEDROCK)).model
+        == "eu.anthropic.claude-opus-5-5"
+    )
+    arn = "arn:aws:bedrock:us-east-2:111122223333:application-inference-profile/abc"
+    assert router.route(_call(arn, WireFormat.BEDROCK)).model == arn
+    none = Router(
+        load_settings(
+            env={"CLOUDGATE_PROVIDER": "bedrock"}, overrides={"bedrock": {"inference_profile": "none"}}
+        ),
+        default_catalog(),
+        bedrock_region="us-west-2",
+    )
+    target = none.route(_call("claude-haiku-4-5"))
+    assert (target.model, target.region) == ("anthropic.claude-haiku-4-5-20251001-v1:0", "us-west-2")
+
+
+def test_anthropic_targets_use_anthropic_ids():
+    router = Router(load_settings(env={"CLOUDGATE_PROVIDER": "anthropic"}), default_catalog())
+    assert router.route(_call("claude-sonnet-4-5@20250929")).model == "claude-sonnet-4-5-20250929"
+    assert router.route(_call("us.anthropic.claude-opus-5-5")).model == "claude-opus-5-5"
+    assert router.route(_call("sonnet")).provider == "anthropic"
+
+
+def test_bedrock_ids_reach_vertex_in_vertex_form():
+    router = _router()
+    assert router.route(_call("us.anthropic.claude-haiku-4-5-20251001-v1:0", WireFormat.BEDROCK)).model == (
+        "claude-haiku-4-5@20251001"
+    )
+    assert (
+        router.route(_call("global.anthropic.claude-opus-5-5", WireFormat.BEDROCK)).model == "claude-opus-5-5"
+    )

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -23,6 +24,7 @@ from cloudgate.config.settings import Settings
 from cloudgate.gateway import caching, proxy
 from cloudgate.gateway.auth import AuthError, KeyAuthenticator
 from cloudgate.gateway.frontdoors import anthropic as anthropic_door
+from cloudgate.gateway.frontdoors import bedrock as bedrock_door
 from cloudgate.gateway.frontdoors import vertex as vertex_door
 from cloudgate.gateway.frontdoors.validation import InvalidJSON
 from cloudgate.gateway.http import BodyTooLarge, ClientGone, headers_dict, read_body, send_response
@@ -82,6 +84,11 @@ class GatewayApp:
             return
         for provider in self.state.providers.values():
             await provider.start()
+        bedrock = self.state.providers.get("bedrock")
+        region = getattr(bedrock, "region", None)
+        if isinstance(region, str) and region != self.state.router.bedrock_region:
+            # The AWS region may come from a profile, known only once credentials are loaded.
+            self.state.router = Router(self.state.settings, self.state.catalog, bedrock_region=region)
         self.state.started = True
 
     async def shutdown(self) -> None:
@@ -157,10 +164,47 @@ class GatewayApp:
                 where.operation,
             )
             return
+        if path.startswith(bedrock_door.PREFIXES):
+            await self._bedrock(scope, receive, send, path, method)
+            return
         if path in ("/health", "/healthz", "/livez"):
             await send_response(send, 200, orjson.dumps({"status": "ok", "version": __version__}))
             return
         await self._reject(send, anthropic_door, 404, f"no route for {method} {path}")
+
+    async def _bedrock(self, scope: Scope, receive: Receive, send: Send, path: str, method: str) -> None:
+        raw_path: bytes = scope.get("raw_path") or path.encode()
+        where = bedrock_door.match_path(raw_path)
+        if where is not None:
+            if method != "POST":
+                await self._reject(send, bedrock_door, 405, f"{method} is not allowed on {path}; use POST")
+                return
+            await self._handle_call(
+                scope,
+                receive,
+                send,
+                bedrock_door,
+                lambda raw, headers: bedrock_door.parse_call(raw, headers, where),
+                where.operation,
+            )
+            return
+        is_profiles, ident = bedrock_door.match_profiles(raw_path)
+        if not is_profiles:
+            await self._reject(send, bedrock_door, 404, f"Unknown operation {method} {path}")
+            return
+        if method != "GET":
+            await self._reject(send, bedrock_door, 405, f"{method} is not allowed on {path}; use GET")
+            return
+        try:
+            self.state.auth.authenticate(scope)
+        except AuthError as exc:
+            await self._reject(send, bedrock_door, 401, str(exc))
+            return
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        status, body, headers = bedrock_door.profiles_response(
+            self.state.catalog, self.state.router.bedrock_region, ident, query
+        )
+        await send_response(send, status, body, headers)
 
     async def _reject(self, send: Send, door: ModuleType, status: int, message: str) -> None:
         code, body, headers = door.error_response(GatewayError(status, message))
@@ -273,6 +317,21 @@ class GatewayApp:
             log.debug("could not send error response for %s", record.request_id, exc_info=True)
 
 
+def build_provider(settings: Settings, transport: Transport) -> Provider:
+    """The upstream named by `settings.provider`, ready to `start()`."""
+    if settings.provider == "bedrock":
+        from cloudgate.providers.bedrock import BedrockProvider
+
+        return BedrockProvider(settings.bedrock, transport)
+    if settings.provider == "anthropic":
+        from cloudgate.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(settings.anthropic, transport)
+    from cloudgate.providers.vertex import VertexProvider
+
+    return VertexProvider(settings.vertex, transport)
+
+
 def create_gateway_app(
     settings: Settings,
     *,
@@ -289,11 +348,8 @@ def create_gateway_app(
         timeouts=Timeouts(connect=t.connect, first_byte=t.first_byte, idle=t.idle, total=t.total)
     )
     if providers is None:
-        from cloudgate.providers.auth.google import GoogleTokenSource
-        from cloudgate.providers.vertex import VertexProvider
-
-        tokens = GoogleTokenSource.from_settings(settings.vertex)
-        providers = {"vertex": VertexProvider(settings.vertex, transport, tokens)}
+        provider = build_provider(settings, transport)
+        providers = {provider.name: provider}
     if sinks is None:
         sinks = [LogSink()] if settings.gateway.log_requests else []
     state = GatewayState(

@@ -2,7 +2,9 @@
 
 A caller may name a model by its Anthropic id, an alias (`opus`, `sonnet`, `haiku`, `default`,
 configured ones), any platform's id, and may append `[1m]` to ask for the 1M context window.
-The router turns that into a `Target`: the provider, its id for the model, region and project.
+The router turns that into a `Target` for the configured upstream: the provider, the upstream's
+own id for the model (Vertex `name@date`, Bedrock inference profile, Anthropic id), and where
+it applies the region and project.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ _ONE_M_SUFFIX = "[1m]"
 class Router:
     """Resolves model names and picks the upstream target for each call."""
 
-    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+    def __init__(self, settings: Settings, catalog: Catalog, *, bedrock_region: str | None = None) -> None:
         self._settings = settings
         self._catalog = catalog
         self._vertex_project = settings.vertex.project_id
+        self.bedrock_region = bedrock_region or settings.bedrock.region or "us-east-1"
         models = settings.models
         aliases: dict[str, str] = {}
         for family in ("opus", "sonnet", "haiku"):
@@ -63,6 +66,13 @@ class Router:
         model, wants_1m = self.resolve_model(call.model)
         if wants_1m and ONE_M_BETA not in call.betas:
             call.betas.append(ONE_M_BETA)
+        provider = self._settings.provider
+        if provider == "bedrock":
+            profile = self._settings.bedrock.inference_profile
+            bedrock_model = self._catalog.bedrock_id(model, self.bedrock_region, profile)
+            return Target(provider="bedrock", model=bedrock_model, region=self.bedrock_region)
+        if provider == "anthropic":
+            return Target(provider="anthropic", model=self._catalog.anthropic_id(model))
         vertex = self._settings.vertex
         vertex_model = self._catalog.vertex_id(model)
         if call.frontdoor is WireFormat.VERTEX and vertex.honor_client_region and call.client_region:
