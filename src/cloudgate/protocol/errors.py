@@ -207,6 +207,8 @@ class GatewayError(Exception):
 
     def aws_error(self) -> tuple[int, str]:
         """The HTTP status and AWS exception name Bedrock would use for this error."""
+        if self.status in (405, 413):  # a wrong method or an oversized body keep their status
+            return self.status, "ValidationException"
         return AWS_ERROR_FOR_TYPE.get(self.error_type, (self.status, "InternalServerException"))
 
     def __repr__(self) -> str:
