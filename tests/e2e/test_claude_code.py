@@ -67,10 +67,20 @@ def scripted(make_stack) -> Stack:
     )
 
 
+def _streamed_upstream(stack: Stack) -> list:
+    """Streaming calls that reached the emulator, on whichever platform it played."""
+    ends = (":streamRawPredict", "/invoke-with-response-stream")
+    return [
+        c
+        for c in stack.emulator.state.requests
+        if c.path.endswith(ends) or (c.path == "/v1/messages" and (c.json or {}).get("stream"))
+    ]
+
+
 def _assert_round_trip(stack: Stack, result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Tool said: cloudgate-tool-ok" in result.stdout
-    streamed = [c for c in stack.upstream_calls if c.path.endswith(":streamRawPredict")]
+    streamed = _streamed_upstream(stack)
     assert len(streamed) >= 2
     # The follow-up request carried the command's output back as a tool_result.
     last_user = streamed[-1].json["messages"][-1]
@@ -113,6 +123,36 @@ def test_vertex_mode_with_key_in_a_custom_header(make_stack, tmp_path: Path) -> 
         "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",
         "ANTHROPIC_VERTEX_PROJECT_ID": "p",
         "CLOUD_ML_REGION": "global",
+        "ANTHROPIC_CUSTOM_HEADERS": f"X-Cloudgate-Key: {stack.key}",
+    }
+    _assert_round_trip(stack, run_claude(env, tmp_path))
+
+
+def _bedrock_env(stack: Stack) -> dict[str, str]:
+    return {
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "ANTHROPIC_BEDROCK_BASE_URL": f"{stack.url}/bedrock",
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def test_bedrock_mode_with_a_bearer_key(scripted: Stack, tmp_path: Path) -> None:
+    env = {**_bedrock_env(scripted), "AWS_BEARER_TOKEN_BEDROCK": scripted.key}
+    _assert_round_trip(scripted, run_claude(env, tmp_path))
+    doors = {r.frontdoor for r in scripted.sink.records}
+    assert doors == {"bedrock"}
+    # Claude Code's Bedrock ids (us.anthropic...) reached Vertex as Vertex ids.
+    assert all("/models/claude-" in c.path and "anthropic." not in c.path for c in scripted.upstream_calls)
+
+
+def test_bedrock_mode_skipping_auth_with_a_custom_header(make_stack, tmp_path: Path) -> None:
+    stack = make_stack(
+        emulator=EmulatorConfig(script=tool_round_trip_script()),
+        settings={"vertex": {"region": "global"}, "gateway": {"auth_header": "X-Cloudgate-Key"}},
+    )
+    env = {
+        **_bedrock_env(stack),
+        "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1",
         "ANTHROPIC_CUSTOM_HEADERS": f"X-Cloudgate-Key: {stack.key}",
     }
     _assert_round_trip(stack, run_claude(env, tmp_path))
