@@ -28,6 +28,8 @@ class BetaFilterResult:
     body: dict[str, Any]
     body_changed: bool
     dropped: tuple[str, ...] = ()
+    # Betas the caller sent that went out under the platform's own name.
+    replaced: tuple[str, ...] = ()
 
 
 def filter_betas(
@@ -41,6 +43,7 @@ def filter_betas(
     rules = (table or default_betas()).for_platform(platform).rejected
     out: list[str] = []
     dropped: list[str] = []
+    replaced: list[str] = []
     fields: list[str] = []
     for raw in betas:
         beta = raw.strip()
@@ -55,6 +58,7 @@ def filter_betas(
             if rule.replace_with:
                 # The platform knows the feature under its own name: keep the body fields.
                 _log_drop(platform, beta, rule.replace_with)
+                replaced.append(beta)
                 beta = rule.replace_with
             else:
                 dropped.append(beta)
@@ -64,14 +68,14 @@ def filter_betas(
         if beta not in out:
             out.append(beta)
     if not fields:
-        return BetaFilterResult(out, body, False, tuple(dropped))
+        return BetaFilterResult(out, body, False, tuple(dropped), tuple(replaced))
     present = [f for f in fields if f in body]
     if not present:
-        return BetaFilterResult(out, body, False, tuple(dropped))
+        return BetaFilterResult(out, body, False, tuple(dropped), tuple(replaced))
     copy = dict(body)
     for name in present:
         copy.pop(name, None)
-    return BetaFilterResult(out, copy, True, tuple(dropped))
+    return BetaFilterResult(out, copy, True, tuple(dropped), tuple(replaced))
 
 
 def _log_drop(platform: str, beta: str, replacement: str | None) -> None:
