@@ -1,0 +1,641 @@
+"""cloudgate's benchmark: wrk against a static upstream, directly and through each proxy.
+
+    bash bench/run.sh [--quick] [--rounds N] [--only direct,cloudgate]
+
+Every target sits between `wrk -t1` and the same static upstream (nginx, see upstream.py):
+`direct` is wrk straight to the upstream, `baseline` the minimal pass-through (baseline.py),
+`cloudgate` the real gateway with authentication and request logging on. Each is measured for
+a non-streaming and a streaming answer at concurrency 16 and 1; the table gives req/s, p50 and
+p99, then the ratios performance.md sets targets for. Raw figures go to bench/results/<ts>.json.
+
+Adding a peer (LiteLLM, Portkey) is one more `Target` in `TARGETS`: a function that starts it
+(through `Procs`, so it is cleaned up) and returns its `Endpoint`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import upstream
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+LUA = BENCH / "wrk" / "post.lua"
+VENV_BIN = ROOT / ".venv" / "bin"
+
+MODES = ("json", "stream")
+CONCURRENCY = (16, 1)
+API_KEY = "bench-key"
+VERTEX_TOKEN = "bench-token"
+MODEL = "claude-sonnet-4-5"
+VERTEX_PATH = f"/v1/projects/p/locations/us-east5/publishers/anthropic/models/{MODEL}"
+PROMPT = "Write one short sentence about a fox, for a benchmark."
+
+# Targets from performance.md, checked for every target that is neither direct nor baseline.
+MIN_RATIO_TO_BASELINE = 0.80
+MAX_ADDED_P50_MS = 0.5
+MAX_ADDED_P99_MS = 1.5
+
+# Variables the gateway (or a peer) would read instead of the benchmark's settings file.
+_FOREIGN_ENV = ("CLOUDGATE_", "ANTHROPIC_", "CLOUD_ML_", "VERTEX_", "GOOGLE_", "GCLOUD_", "DISABLE_PROMPT")
+
+
+class BenchError(Exception):
+    """Something makes the figures meaningless (setup failed, wrong answer): stop and say why."""
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without variables that would reconfigure a server."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_ENV)}
+
+
+@dataclass
+class Proc:
+    """A server this run started; its output goes to `log`."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 15) -> str:
+        """The end of its output, for error messages."""
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no output)"
+        return "\n".join("    " + line for line in text[-lines:]) or "    (no output)"
+
+
+class Procs:
+    """Starts servers in their own process groups and stops every one of them, whatever happens."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.running: list[Proc] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        """Start `argv` (output to a log file in the work directory)."""
+        log = self.workdir / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env if env is not None else clean_env(),
+                cwd=self.workdir,
+                start_new_session=True,  # Ctrl-C reaches us, not them: we stop them in order
+            )
+        proc = Proc(name, popen, log)
+        self.running.append(proc)
+        return proc
+
+    def wait_listening(self, proc: Proc, port: int, timeout: float = 20.0) -> None:
+        """Wait until `port` accepts connections, or fail with the process's output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.popen.poll() is not None:
+                raise BenchError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"{proc.name} did not listen on {port} within {timeout:g}s:\n{proc.tail()}")
+            time.sleep(0.05)
+
+    def stop_all(self) -> None:
+        """SIGTERM each process group we started, then SIGKILL what is left after 5 s."""
+        for proc in reversed(self.running):
+            if proc.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.popen.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in reversed(self.running):
+            try:
+                proc.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
+                proc.popen.wait()
+        self.running.clear()
+
+
+def rss_kb(pid: int) -> dict[str, int]:
+    """Resident memory now and at its peak (VmRSS, VmHWM) in kB, from /proc."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+# -- what is measured ---------------------------------------------------------------------------
+
+
+@dataclass
+class Endpoint:
+    """How wrk reaches one target, and what a correct answer looks like."""
+
+    urls: dict[str, str]  # mode -> URL
+    bodies: dict[str, Path]  # mode -> request body file
+    headers: list[str]  # "name:value" for post.lua
+    pid: int | None = None  # the process whose memory is reported
+    note: str = ""
+
+
+@dataclass
+class Target:
+    """One row group of the table: what sits between wrk and the upstream."""
+
+    name: str
+    label: str
+    start: Callable[[Bench], Endpoint]
+
+
+@dataclass
+class Bench:
+    """The state of one run: work directory, processes, the upstream, request bodies."""
+
+    workdir: Path
+    procs: Procs
+    upstream_url: str = ""
+    upstream_kind: str = ""
+    bodies: dict[str, Path] = field(default_factory=dict)
+
+    def write_bodies(self) -> None:
+        """The four request bodies: Anthropic format (to proxies) and Vertex format (direct)."""
+        anthropic: dict[str, Any] = {
+            "model": MODEL,
+            "max_tokens": 256,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+        vertex = {k: v for k, v in anthropic.items() if k != "model"}
+        vertex["anthropic_version"] = "vertex-2023-10-16"
+        docs = {
+            "anthropic-json": anthropic,
+            "anthropic-stream": anthropic | {"stream": True},
+            "vertex-json": vertex,
+            "vertex-stream": vertex | {"stream": True},
+        }
+        for name, doc in docs.items():
+            path = self.workdir / f"{name}.body"
+            path.write_bytes(orjson.dumps(doc))
+            self.bodies[name] = path
+
+
+def start_upstream(bench: Bench) -> None:
+    """nginx with the static answers, or the uvicorn fallback when nginx is missing."""
+    port = free_port()
+    nginx = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+    if nginx:
+        ngx_dir = bench.workdir / "nginx"
+        ngx_dir.mkdir()
+        conf = ngx_dir / "nginx.conf"
+        conf.write_text(upstream.nginx_config(port, ngx_dir))
+        proc = bench.procs.start("nginx", [nginx, "-p", str(ngx_dir), "-c", str(conf)])
+        bench.upstream_kind = "nginx " + nginx_version(nginx)
+    else:
+        print(
+            "!! nginx is not installed: using the uvicorn fallback upstream (bench/upstream.py).\n"
+            "!! It is much slower than nginx, so `direct` and every ceiling are far lower than in\n"
+            "!! performance.md; ratios between proxies are still comparable within this run.",
+            file=sys.stderr,
+        )
+        proc = bench.procs.start(
+            "upstream", [sys.executable, str(BENCH / "upstream.py"), "--port", str(port)]
+        )
+        bench.upstream_kind = "uvicorn fallback (bench/upstream.py)"
+    bench.procs.wait_listening(proc, port)
+    bench.upstream_url = f"http://127.0.0.1:{port}"
+
+
+def start_direct(bench: Bench) -> Endpoint:
+    """wrk straight to the upstream, with the request a gateway would send it."""
+    return Endpoint(
+        urls={
+            "json": f"{bench.upstream_url}{VERTEX_PATH}:rawPredict",
+            "stream": f"{bench.upstream_url}{VERTEX_PATH}:streamRawPredict",
+        },
+        bodies={"json": bench.bodies["vertex-json"], "stream": bench.bodies["vertex-stream"]},
+        headers=[f"Authorization:Bearer {VERTEX_TOKEN}"],
+        note=bench.upstream_kind,
+    )
+
+
+def start_baseline(bench: Bench) -> Endpoint:
+    """bench/baseline.py: uvicorn + raw ASGI + aiohttp + orjson, Vertex body rewrite."""
+    port = free_port()
+    argv = [sys.executable, str(BENCH / "baseline.py"), "--port", str(port), "--upstream", bench.upstream_url]
+    proc = bench.procs.start("baseline", argv)
+    bench.procs.wait_listening(proc, port)
+    return anthropic_endpoint(bench, port, headers=[], pid=proc.popen.pid)
+
+
+def start_cloudgate(bench: Bench) -> Endpoint:
+    """`cloudgate serve` with a key and one request-log line per request (to its log file)."""
+    port = free_port()
+    config = bench.workdir / "cloudgate.yaml"
+    settings = {
+        "gateway": {"host": "127.0.0.1", "port": port, "keys": [API_KEY], "log_requests": True},
+        "vertex": {
+            "project_id": "p",
+            "region": "us-east5",
+            "base_url": f"{bench.upstream_url}/v1",
+            "access_token": VERTEX_TOKEN,
+        },
+        "log_level": "INFO",
+    }
+    config.write_text(json.dumps(settings, indent=2))  # JSON is YAML
+    exe = VENV_BIN / "cloudgate"
+    if not exe.exists():
+        raise BenchError(f"{exe} is missing: run scripts/bootstrap.sh")
+    proc = bench.procs.start("cloudgate", [str(exe), "serve", "--config", str(config)])
+    bench.procs.wait_listening(proc, port)
+    return anthropic_endpoint(
+        bench, port, headers=[f"x-api-key:{API_KEY}", "anthropic-version:2023-06-01"], pid=proc.popen.pid
+    )
+
+
+def anthropic_endpoint(bench: Bench, port: int, headers: list[str], pid: int | None) -> Endpoint:
+    """A proxy taking Anthropic `POST /v1/messages` on `port`."""
+    url = f"http://127.0.0.1:{port}/v1/messages"
+    return Endpoint(
+        urls={"json": url, "stream": url},
+        bodies={"json": bench.bodies["anthropic-json"], "stream": bench.bodies["anthropic-stream"]},
+        headers=headers,
+        pid=pid,
+    )
+
+
+TARGETS: list[Target] = [
+    Target("direct", "nothing (wrk to the upstream)", start_direct),
+    Target("baseline", "minimal pass-through (bench/baseline.py)", start_baseline),
+    Target("cloudgate", "cloudgate serve, auth + request log on", start_cloudgate),
+]
+
+
+# -- checking and measuring ---------------------------------------------------------------------
+
+
+def post(url: str, body: bytes, headers: list[str]) -> tuple[int, str, bytes]:
+    """One request (stdlib client): status, content type, body."""
+    host, _, rest = url.removeprefix("http://").partition("/")
+    conn = http.client.HTTPConnection(host, timeout=10)
+    try:
+        hdrs = {"content-type": "application/json"}
+        hdrs.update(h.split(":", 1) for h in headers)
+        conn.request("POST", "/" + rest, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("content-type", ""), resp.read()
+    finally:
+        conn.close()
+
+
+def check(name: str, ep: Endpoint) -> None:
+    """One request per mode must come back 200 with exactly the upstream's answer."""
+    expected = {"json": upstream.message_body(), "stream": upstream.stream_body()}
+    types = {"json": "application/json", "stream": "text/event-stream"}
+    for mode in MODES:
+        try:
+            status, ctype, body = post(ep.urls[mode], ep.bodies[mode].read_bytes(), ep.headers)
+        except OSError as exc:
+            raise BenchError(f"{name}/{mode}: request to {ep.urls[mode]} failed: {exc}") from None
+        if status != 200 or not ctype.startswith(types[mode]) or body != expected[mode]:
+            raise BenchError(
+                f"{name}/{mode}: wrong answer from {ep.urls[mode]}: HTTP {status}, content-type {ctype!r}, "
+                f"{len(body)} bytes (expected 200, {types[mode]}, the upstream's {len(expected[mode])} "
+                f"bytes)\n    body starts: {body[:300]!r}"
+            )
+
+
+def check_request_log(log: Path) -> None:
+    """cloudgate must have written a request record for the check requests."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if "cloudgate.requests" in line]
+    if not any('"status":200' in line for line in lines):
+        raise BenchError(f"cloudgate wrote no request log line with status 200 to {log}")
+
+
+def wrk(ep: Endpoint, mode: str, conc: int, seconds: float) -> dict[str, Any]:
+    """One wrk run; the figures post.lua reports, plus req/s and milliseconds."""
+    argv = ["wrk", "-t1", f"-c{conc}", f"-d{seconds:g}s", "--latency", "--timeout", "10s", "-s", str(LUA)]
+    argv += [ep.urls[mode], "--", str(ep.bodies[mode]), *ep.headers]
+    load_before = os.getloadavg()[0]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    lat = raw["latency_us"]
+    return {
+        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+        "p50_ms": lat["p50"] / 1000,
+        "p90_ms": lat["p90"] / 1000,
+        "p99_ms": lat["p99"] / 1000,
+        "p999_ms": lat["p999"] / 1000,
+        "mean_ms": lat["mean"] / 1000,
+        "max_ms": lat["max"] / 1000,
+        "requests": raw["requests"],
+        "errors": raw["errors"],
+        "error_count": sum(raw["errors"].values()),
+        "loadavg_1m_before": load_before,
+    }
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median req/s (latencies kept from that same round)."""
+    ranked = sorted(runs, key=lambda r: r["rps"])
+    return ranked[(len(ranked) - 1) // 2] | {"rounds_rps": [round(r["rps"], 1) for r in runs]}
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+def fmt_ms(value: float) -> str:
+    """Milliseconds the way performance.md writes them."""
+    return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
+
+
+def table(labels: dict[str, str], cells: dict[str, dict[str, Any]], upstream_kind: str) -> list[str]:
+    """The main table: one row per target, body kind and concurrency."""
+    out = [
+        f"| what sits between wrk and {upstream_kind.split()[0]} "
+        "| answer | conc. | req/s | p50 | p99 | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, label in labels.items():
+        for mode in MODES:
+            for conc in CONCURRENCY:
+                r = cells.get(f"{name}/{mode}/c{conc}")
+                if r is None:
+                    continue
+                answer = "Message JSON" if mode == "json" else "SSE, 43 events"
+                out.append(
+                    f"| {label} | {answer} | {conc} | {r['rps']:,.0f} | {fmt_ms(r['p50_ms'])} | "
+                    f"{fmt_ms(r['p99_ms'])} | {r['error_count'] or ''} |"
+                )
+    return out
+
+
+def ratios(cells: dict[str, dict[str, Any]], names: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Each proxy against the baseline (req/s at c=16) and against direct (latency at c=1)."""
+    lines = [
+        "| proxy | answer | req/s vs baseline, c=16 | added p50, c=1 | added p99, c=1 |",
+        "|---|---|---|---|---|",
+    ]
+    found: dict[str, Any] = {}
+    for name in names:
+        if name == "direct":
+            continue
+        for mode in MODES:
+            mine16, base16 = cells.get(f"{name}/{mode}/c16"), cells.get(f"baseline/{mode}/c16")
+            mine1, direct1 = cells.get(f"{name}/{mode}/c1"), cells.get(f"direct/{mode}/c1")
+            entry: dict[str, Any] = {}
+            if mine16 and base16:
+                entry["rps_ratio_to_baseline"] = mine16["rps"] / base16["rps"]
+            if mine1 and direct1:
+                entry["added_p50_ms"] = mine1["p50_ms"] - direct1["p50_ms"]
+                entry["added_p99_ms"] = mine1["p99_ms"] - direct1["p99_ms"]
+            if not entry:
+                continue
+            found[f"{name}/{mode}"] = entry
+            gated = name != "baseline"  # the targets apply to proxies, not to the yardstick
+            ratio = entry.get("rps_ratio_to_baseline")
+            p50, p99 = entry.get("added_p50_ms"), entry.get("added_p99_ms")
+            cols = [
+                verdict(None if name == "baseline" else ratio, "{:.2f}", MIN_RATIO_TO_BASELINE, gated, True),
+                verdict(p50, "{:+.2f} ms", MAX_ADDED_P50_MS, gated, False),
+                verdict(p99, "{:+.2f} ms", MAX_ADDED_P99_MS, gated, False),
+            ]
+            lines.append(f"| {name} | {mode} | " + " | ".join(cols) + " |")
+    lines.append(
+        f"\ntargets (performance.md): req/s >= {MIN_RATIO_TO_BASELINE:.2f} x baseline; "
+        f"added latency over direct at c=1: p50 < {MAX_ADDED_P50_MS} ms, p99 < {MAX_ADDED_P99_MS} ms"
+    )
+    return lines, found
+
+
+def verdict(value: float | None, fmt: str, limit: float, gated: bool, at_least: bool) -> str:
+    """A figure with its mark against the target (`ok`/`MISS`), `-` when not measured."""
+    if value is None:
+        return "-"
+    if not gated:
+        return fmt.format(value)
+    ok = value >= limit if at_least else value < limit
+    return f"{fmt.format(value)} {'ok' if ok else 'MISS'}"
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def nginx_version(exe: str) -> str:
+    """`1.22.1` from `nginx -v`."""
+    done = subprocess.run([exe, "-v"], capture_output=True, text=True, check=False)
+    return done.stderr.strip().rpartition("/")[2]
+
+
+def git_head() -> str:
+    """The commit being measured, marked `+dirty` when src/ has uncommitted changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "src") else "")
+
+
+@contextlib.contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so clean-up runs for it as it does for Ctrl-C."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="3 s per measurement instead of 10 s")
+    p.add_argument("--duration", type=float, help="seconds per measurement (overrides --quick)")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the whole matrix; report the median round")
+    p.add_argument(
+        "--only", help="comma-separated targets (default: all): " + ",".join(t.name for t in TARGETS)
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work directory (configs, server logs)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when it completed (whatever the figures), 1 when it could not."""
+    args = parse_args(argv)
+    seconds = args.duration or (3.0 if args.quick else 10.0)
+    warmup = 1.0 if args.quick else 2.0
+    wanted = args.only.split(",") if args.only else [t.name for t in TARGETS]
+    targets = [t for t in TARGETS if t.name in wanted]
+    unknown = set(wanted) - {t.name for t in targets}
+    if unknown:
+        print(f"unknown targets: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk (bench/run.sh does it as root)", file=sys.stderr)
+        return 1
+
+    workdir = Path(tempfile.mkdtemp(prefix="cloudgate-bench-"))
+    procs = Procs(workdir)
+    bench = Bench(workdir, procs)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    keep = args.keep
+    try:
+        with terminate_on_sigterm():
+            report = run(bench, targets, seconds, warmup, args.rounds, stamp)
+    except BenchError as exc:
+        keep = True  # the servers' logs say what went wrong
+        print(f"\nbenchmark aborted: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping the servers", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+        if keep:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("\n".join(report))
+    return 0
+
+
+def run(
+    bench: Bench, targets: list[Target], seconds: float, warmup: float, rounds: int, stamp: str
+) -> list[str]:
+    """Start everything, check it answers right, measure, and write the JSON; the report lines."""
+    bench.write_bodies()
+    start_upstream(bench)
+    endpoints: dict[str, Endpoint] = {}
+    memory: dict[str, dict[str, Any]] = {}
+    for target in targets:
+        print(f"starting {target.name} ...", file=sys.stderr)
+        ep = target.start(bench)
+        check(target.name, ep)
+        endpoints[target.name] = ep
+        if ep.pid is not None:
+            memory[target.name] = {"before": rss_kb(ep.pid)}
+    if "cloudgate" in endpoints:
+        check_request_log(bench.workdir / "cloudgate.log")
+    print(f"all answers correct; upstream: {bench.upstream_kind}", file=sys.stderr)
+
+    runs: dict[str, list[dict[str, Any]]] = {}
+    total = rounds * len(MODES) * len(CONCURRENCY) * len(targets)
+    eta = total * seconds + rounds * len(MODES) * len(targets) * warmup
+    print(f"{total} measurements of {seconds:g} s, about {eta / 60:.1f} min", file=sys.stderr)
+    for rnd in range(rounds):
+        for mode in MODES:
+            for conc in CONCURRENCY:
+                for target in targets:
+                    ep = endpoints[target.name]
+                    if conc == CONCURRENCY[0]:
+                        wrk(ep, mode, conc, warmup)  # connections, caches, allocator
+                    result = wrk(ep, mode, conc, seconds)
+                    key = f"{target.name}/{mode}/c{conc}"
+                    runs.setdefault(key, []).append(result)
+                    flag = f"  ERRORS {result['errors']}" if result["error_count"] else ""
+                    print(
+                        f"  round {rnd + 1} {key:<22} {result['rps']:>9,.0f} req/s  p50 "
+                        f"{fmt_ms(result['p50_ms']):>9}  p99 {fmt_ms(result['p99_ms']):>9}{flag}",
+                        file=sys.stderr,
+                    )
+    for name, ep in endpoints.items():
+        if ep.pid is not None:
+            memory[name]["after"] = rss_kb(ep.pid)
+
+    cells = {key: median_run(rs) for key, rs in runs.items()}
+    labels = {t.name: t.label for t in targets}
+    lines = [
+        "",
+        f"cloudgate benchmark {stamp}: commit {git_head()}, {os.cpu_count()} CPUs, "
+        f"upstream {bench.upstream_kind}, wrk -t1, {seconds:g} s per measurement, {rounds} round(s)"
+        + (" (median shown)" if rounds > 1 else ""),
+        "",
+        *table(labels, cells, bench.upstream_kind),
+        "",
+    ]
+    ratio_lines, found = ratios(cells, list(labels))
+    lines += ratio_lines
+    if memory:
+        lines.append("")
+        for name, mem in memory.items():
+            before, after = mem["before"], mem.get("after", {})
+            lines.append(
+                f"{name} resident memory: {before.get('VmRSS', 0) / 1024:.1f} MB before, "
+                f"{after.get('VmRSS', 0) / 1024:.1f} MB after (peak {after.get('VmHWM', 0) / 1024:.1f} MB)"
+            )
+    if "cloudgate" in endpoints:
+        log = bench.workdir / "cloudgate.log"
+        with log.open("rb") as f:
+            logged = sum(1 for line in f if b"cloudgate.requests" in line)
+        lines.append(f"cloudgate request log: {logged:,} lines, {log.stat().st_size / 1e6:.1f} MB")
+        memory.setdefault("cloudgate", {})["request_log_lines"] = logged
+    if any(c["error_count"] for c in cells.values()):
+        lines.append("\n!! some measurements had errors (column `errors`): their figures are not comparable")
+
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{stamp}.json"
+    doc = {
+        "stamp": stamp,
+        "commit": git_head(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "upstream": bench.upstream_kind,
+        "wrk": {"threads": 1, "seconds": seconds, "warmup_seconds": warmup, "rounds": rounds},
+        "targets": {t.name: {"label": t.label, **asdict(endpoints[t.name])} for t in targets},
+        "results": runs,
+        "median": cells,
+        "ratios": found,
+        "memory_kb": memory,
+    }
+    out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str))
+    lines.append(f"\nraw figures: {out.relative_to(ROOT)}")
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())
