@@ -9,7 +9,10 @@ runs once and they all wait for its answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -143,6 +146,8 @@ class AnthropicCredentials:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                # Its own process group, so a timeout kills the whole pipeline, not just the shell.
+                start_new_session=True,
             )
         except OSError as exc:
             raise ApiKeyError(f"api_key_helper could not be started: {exc}") from exc
@@ -150,12 +155,10 @@ class AnthropicCredentials:
             async with asyncio.timeout(self._timeout):
                 out, err = await proc.communicate()
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
+            await _kill(proc)
             raise ApiKeyError(f"api_key_helper did not answer within {self._timeout:g}s") from None
         except asyncio.CancelledError:
-            proc.kill()
-            await proc.wait()
+            await _kill(proc)
             raise
         if proc.returncode != 0:
             detail = err.decode("utf-8", "replace").strip()[:_STDERR_EXCERPT]
@@ -171,3 +174,9 @@ class AnthropicCredentials:
         self._expires_at = self._clock() + self._ttl
         log.info("api_key_helper produced a key (run %d)", self.helper_runs)
         return key
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
