@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import uvicorn
 
-from cloudgate.emulator import google_oauth, vertex
+from cloudgate.emulator import bedrock, bedrock_profiles, google_oauth, vertex
 from cloudgate.emulator.config import EmulatorConfig
 from cloudgate.emulator.engine import ModelEngine, load_script
-from cloudgate.emulator.faults import Fault, FaultSet
+from cloudgate.emulator.faults import Fault, FaultSet, platform_of
 from cloudgate.emulator.google_oauth import KeyRing, TokenStore
 from cloudgate.emulator.wire import (
     Receive,
@@ -25,7 +25,7 @@ from cloudgate.emulator.wire import (
     read_request,
     send_response,
 )
-from cloudgate.protocol.errors import google_error_body
+from cloudgate.protocol.errors import anthropic_error_body, aws_error_body, google_error_body
 from cloudgate.util.server import uvicorn_config
 
 log = logging.getLogger("cloudgate.emulator")
@@ -104,9 +104,9 @@ class EmulatorApp:
         try:
             response = await self._dispatch(req)
         except Exception:
-            # Never crash and never leak a traceback: log it, answer a plain Google 500.
+            # Never crash and never leak a traceback: log it, answer a 500 in the platform's shape.
             log.exception("emulator failed on %s %s", req.method, req.path)
-            response = json_response(500, google_error_body(500, "Internal error encountered.", "INTERNAL"))
+            response = _internal_error(req.path)
         try:
             completed = await send_response(send, response, receive)
         except OSError:
@@ -125,6 +125,11 @@ class EmulatorApp:
         route = vertex.match_route(req.path)
         if route is not None:
             return await vertex.handle(req, route, state)
+        bedrock_route = bedrock.match_route(req.path)
+        if bedrock_route is not None:
+            return await bedrock.handle(req, bedrock_route, state)
+        if bedrock_profiles.is_profiles_path(req.path):
+            return bedrock_profiles.handle(req, state)
         if req.path == "/token":
             return google_oauth.handle_token(req, state)
         if google_oauth.is_metadata_path(req.path):
@@ -165,6 +170,19 @@ def _record(req: Request) -> RecordedRequest:
         except orjson.JSONDecodeError:
             parsed = None
     return RecordedRequest(req.method, req.path, req.query, dict(req.headers), req.body, parsed)
+
+
+def _internal_error(path: str) -> Response:
+    platform = platform_of(path)
+    if platform == "bedrock":
+        return json_response(
+            500,
+            aws_error_body("The system encountered an unexpected error during processing."),
+            {"x-amzn-errortype": "InternalServerException"},
+        )
+    if platform == "anthropic":
+        return json_response(500, anthropic_error_body("api_error", "Internal server error"))
+    return json_response(500, google_error_body(500, "Internal error encountered.", "INTERNAL"))
 
 
 def _not_found(req: Request) -> Response:

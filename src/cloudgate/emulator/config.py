@@ -39,6 +39,14 @@ class EmulatorConfig:
     count_tokens_global: whether count-tokens works at location `global` (False -> 404).
     min_cacheable_tokens: the smallest prefix the prompt cache stores.
     metadata_project / metadata_email: what the GCE metadata server reports.
+    aws_credentials: access key id -> secret access key that Bedrock's SigV4 check accepts;
+        a value may also be `{"secret": ..., "session_token": ...}` for session credentials
+        (the request must then carry that `x-amz-security-token`).
+    bedrock_api_keys: Bedrock API keys accepted as `Authorization: Bearer <key>`.
+    anthropic_api_keys: Anthropic API keys accepted as `x-api-key` or `Authorization: Bearer`.
+    aws_region / aws_account_id: what Bedrock ARNs name (inference profiles, models).
+    application_profiles: application-inference-profile ARN (or its id) -> the model id or
+        system profile it routes to; others answer 404 ResourceNotFoundException.
     """
 
     stream_delay: float = 0.0
@@ -56,6 +64,25 @@ class EmulatorConfig:
     min_cacheable_tokens: int = 1024
     metadata_project: str = "emulated-project"
     metadata_email: str = "cloudgate-test@emulated-project.iam.gserviceaccount.com"
+    aws_credentials: dict[str, str | dict[str, str]] = field(default_factory=dict)
+    bedrock_api_keys: list[str] = field(default_factory=list)
+    anthropic_api_keys: list[str] = field(default_factory=list)
+    aws_region: str = "us-east-1"
+    aws_account_id: str = "123456789012"
+    application_profiles: dict[str, str] = field(default_factory=dict)
+
+    def aws_secret(self, access_key_id: str) -> str | None:
+        """The secret for an access key id (None when unknown)."""
+        value = self.aws_credentials.get(access_key_id)
+        if isinstance(value, dict):
+            secret = value.get("secret")
+            return secret if isinstance(secret, str) else None
+        return value
+
+    def aws_session_token(self, access_key_id: str) -> str | None:
+        """The session token an access key id must come with (None for long-term keys)."""
+        value = self.aws_credentials.get(access_key_id)
+        return value.get("session_token") if isinstance(value, dict) else None
 
     def trust_key(self, info: dict[str, Any]) -> None:
         """Trust a service-account key given as parsed key-file JSON."""
@@ -78,8 +105,16 @@ class EmulatorConfig:
             u if isinstance(u, AuthorizedUser) else AuthorizedUser(**u)
             for u in data.get("authorized_users") or []
         ]
-        for key in ("static_tokens", "service_account_files", "projects", "trusted_keys"):
+        for key in (
+            "static_tokens", "service_account_files", "projects", "trusted_keys",
+            "bedrock_api_keys", "anthropic_api_keys",
+        ):  # fmt: skip
             values[key] = list(data.get(key) or [])
+        for key in ("aws_credentials", "application_profiles"):
+            mapping = data.get(key) or {}
+            if not isinstance(mapping, dict):
+                raise ValueError(f"emulator setting {key!r} must be a mapping")
+            values[key] = {str(k): v if isinstance(v, dict) else str(v) for k, v in mapping.items()}
         if base_dir is not None:
             values["service_account_files"] = [str(base_dir / p) for p in values["service_account_files"]]
             if isinstance(values.get("script"), str):

@@ -304,7 +304,9 @@ class ModelEngine:
         """Input tokens of a request (what count-tokens answers)."""
         return count_tokens(body)
 
-    def reply(self, body: dict[str, Any], *, model: str, cache_scope: str) -> Reply:
+    def reply(
+        self, body: dict[str, Any], *, model: str, cache_scope: str, tool_id_prefix: str = "toolu_vrtx_"
+    ) -> Reply:
         """Answer a request: scripted or default content, truncated by max_tokens / stop_sequences."""
         segments = _segments(body)
         total = max(1, sum(len(s.data) for s in segments) // 4)
@@ -316,7 +318,7 @@ class ModelEngine:
             cache_creation_1h=created if ttl == "1h" else 0,
             cache_read=read,
         )
-        blocks = self._planned_blocks(body, model)
+        blocks = self._planned_blocks(body, model, tool_id_prefix)
         max_tokens = body.get("max_tokens")
         budget = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 4096
         stops = [s for s in body.get("stop_sequences") or [] if isinstance(s, str) and s]
@@ -354,7 +356,7 @@ class ModelEngine:
         usage.output_tokens = max(1, used)
         return Reply(content=content, stop_reason=stop_reason, usage=usage, stop_sequence=stop_sequence)
 
-    def _planned_blocks(self, body: dict[str, Any], model: str) -> list[dict[str, Any]]:
+    def _planned_blocks(self, body: dict[str, Any], model: str, tool_id_prefix: str) -> list[dict[str, Any]]:
         turn = last_user_turn(body)
         tool_names = {
             t["name"]
@@ -363,19 +365,19 @@ class ModelEngine:
         }
         for scripted in self.script:
             if scripted.matches(turn, model, tool_names):
-                return [self._instantiate(b, turn) for b in scripted.reply]
+                return [self._instantiate(b, turn, tool_id_prefix) for b in scripted.reply]
         said = turn.text[:200]
         return [{"type": "text", "text": f"Hello from the cloudgate emulator. You said: {said}"}]
 
     @staticmethod
-    def _instantiate(block: dict[str, Any], turn: LastUserTurn) -> dict[str, Any]:
+    def _instantiate(block: dict[str, Any], turn: LastUserTurn, tool_id_prefix: str) -> dict[str, Any]:
         if block["type"] == "text":
             tool_result = turn.tool_results[-1] if turn.tool_results else ""
             text = str(block.get("text", "")).replace("{tool_result}", tool_result.strip())
             return {"type": "text", "text": text}
         return {
             "type": "tool_use",
-            "id": new_id("toolu_vrtx_"),
+            "id": new_id(tool_id_prefix),
             "name": str(block.get("name", "")),
             "input": dict(block.get("input") or {}),
         }
@@ -401,12 +403,17 @@ def message_json(reply: Reply, *, msg_id: str, model: str) -> dict[str, Any]:
 
 def stream_events(reply: Reply, *, msg_id: str, model: str) -> list[bytes]:
     """The SSE events of a streamed reply, each already encoded."""
+    return [encode_event(e["type"], e) for e in stream_event_data(reply, msg_id=msg_id, model=model)]
+
+
+def stream_event_data(reply: Reply, *, msg_id: str, model: str) -> list[dict[str, Any]]:
+    """The events of a streamed reply as JSON-ready data (every platform frames the same list)."""
     start = message_json(reply, msg_id=msg_id, model=model)
     start.update(content=[], stop_reason=None, stop_sequence=None)
     start["usage"] = reply.usage.to_json(output_tokens=1)
-    events = [
-        encode_event("message_start", {"type": "message_start", "message": start}),
-        encode_event("ping", {"type": "ping"}),
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": start},
+        {"type": "ping"},
     ]
     for index, block in enumerate(reply.content):
         if block["type"] in ("text", "thinking"):
@@ -427,28 +434,17 @@ def stream_events(reply: Reply, *, msg_id: str, model: str) -> list[bytes]:
                 {"type": "input_json_delta", "partial_json": raw[i : i + _JSON_CHARS_PER_DELTA]}
                 for i in range(0, len(raw), _JSON_CHARS_PER_DELTA)
             ]
-        events.append(
-            encode_event(
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": opening},
-            )
-        )
-        events.extend(
-            encode_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
-            for d in deltas
-        )
-        events.append(encode_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+        events.append({"type": "content_block_start", "index": index, "content_block": opening})
+        events.extend({"type": "content_block_delta", "index": index, "delta": d} for d in deltas)
+        events.append({"type": "content_block_stop", "index": index})
     delta_usage = reply.usage.to_json()
     delta_usage.pop("cache_creation")
     events.append(
-        encode_event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
-                "usage": delta_usage,
-            },
-        )
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
+            "usage": delta_usage,
+        }
     )
-    events.append(encode_event("message_stop", {"type": "message_stop"}))
+    events.append({"type": "message_stop"})
     return events

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+PLATFORMS = frozenset({"vertex", "bedrock", "anthropic"})
+
 FAULT_KINDS = frozenset(
     {
         "rate_limit",
@@ -35,7 +37,9 @@ class Fault:
     limits the fault to the first N matching requests (None = forever). `delay` is the wait
     before the first byte (slow_first_byte, or added to any kind); `after_events` is how many
     SSE events `cut_stream` sends before dropping the connection; `status` overrides the
-    HTTP status of error kinds (e.g. 503 for server_error).
+    HTTP status of error kinds (e.g. 503 for server_error). `platform` ("vertex", "bedrock",
+    "anthropic"; None = all) limits the fault to one back end, so one emulator can fail one
+    platform while the others answer (failover tests).
     """
 
     kind: str
@@ -47,11 +51,14 @@ class Fault:
     delay: float = 0.0
     after_events: int | None = None
     status: int | None = None
+    platform: str | None = None
     hits: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        if self.platform is not None and self.platform not in PLATFORMS:
+            raise ValueError(f"unknown fault platform {self.platform!r}; expected one of {sorted(PLATFORMS)}")
         if self.times is not None and self.times < 0:
             raise ValueError("fault 'times' must be >= 0")
 
@@ -75,8 +82,18 @@ class Fault:
         """The fault as JSON-ready data (with its hit count)."""
         return asdict(self)
 
-    def matches(self, *, path: str, model: str | None, location: str | None, stream: bool) -> bool:
+    def matches(
+        self,
+        *,
+        path: str,
+        model: str | None,
+        location: str | None,
+        stream: bool,
+        platform: str | None = None,
+    ) -> bool:
         """Whether this fault applies to a request with these properties (ignoring `times`)."""
+        if self.platform is not None and self.platform != (platform or platform_of(path)):
+            return False
         if self.model is not None and (model is None or self.model not in model):
             return False
         if self.location is not None and self.location != location:
@@ -89,6 +106,15 @@ class Fault:
     def exhausted(self) -> bool:
         """Whether the fault has been used up."""
         return self.times is not None and self.hits >= self.times
+
+
+def platform_of(path: str) -> str:
+    """The platform a request path belongs to, for callers that do not name it."""
+    if path.startswith(("/model/", "/inference-profiles")):
+        return "bedrock"
+    if path.startswith("/v1/") and not path.startswith("/v1/projects/"):
+        return "anthropic"
+    return "vertex"
 
 
 class FaultSet:
@@ -116,13 +142,21 @@ class FaultSet:
         with self._lock:
             return list(self._faults)
 
-    def take(self, *, path: str, model: str | None, location: str | None, stream: bool) -> list[Fault]:
+    def take(
+        self,
+        *,
+        path: str,
+        model: str | None,
+        location: str | None,
+        stream: bool,
+        platform: str | None = None,
+    ) -> list[Fault]:
         """The faults hitting this request, counting one use of each."""
         hit: list[Fault] = []
         with self._lock:
             for fault in self._faults:
                 if fault.exhausted or not fault.matches(
-                    path=path, model=model, location=location, stream=stream
+                    path=path, model=model, location=location, stream=stream, platform=platform
                 ):
                     continue
                 fault.hits += 1

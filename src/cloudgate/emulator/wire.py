@@ -28,6 +28,8 @@ class Request:
     query: str
     headers: dict[str, str]
     body: bytes
+    # The path exactly as sent (still percent-encoded): SigV4 signs this form, not `path`.
+    raw_path: str = ""
 
     def json(self) -> Any:
         """The body parsed as JSON (raises orjson.JSONDecodeError)."""
@@ -98,7 +100,15 @@ async def read_request(scope: Scope, receive: Receive) -> Request:
         query=scope.get("query_string", b"").decode("latin-1"),
         headers=headers,
         body=b"".join(chunks),
+        raw_path=_raw_path(scope),
     )
+
+
+def _raw_path(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return raw.decode("latin-1").partition("?")[0]
+    return urllib.parse.quote(scope["path"])
 
 
 def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
