@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from cloudgate.emulator import bedrock, bedrock_profiles, google_oauth, vertex
+from cloudgate.emulator import anthropic_api, bedrock, bedrock_profiles, google_oauth, vertex
 from cloudgate.emulator.config import EmulatorConfig
 from cloudgate.emulator.engine import ModelEngine, load_script
 from cloudgate.emulator.faults import Fault, FaultSet, platform_of
@@ -130,6 +130,8 @@ class EmulatorApp:
             return await bedrock.handle(req, bedrock_route, state)
         if bedrock_profiles.is_profiles_path(req.path):
             return bedrock_profiles.handle(req, state)
+        if anthropic_api.is_api_path(req.path):
+            return await anthropic_api.handle(req, state)
         if req.path == "/token":
             return google_oauth.handle_token(req, state)
         if google_oauth.is_metadata_path(req.path):
