@@ -19,11 +19,13 @@ from cloudgate.util.server import BackgroundServer, serving
 
 GATEWAY_KEY = "cg-test-key-0123456789"
 UPSTREAM_PROJECT = "upstream-project"
+BEDROCK_API_KEY = "emulated-bedrock-api-key"
+ANTHROPIC_API_KEY = "sk-ant-emulated-0123456789"
 
 
 @dataclass
 class Stack:
-    """An emulator (as Vertex AI) with a gateway in front of it."""
+    """An emulator (playing Vertex AI, Bedrock and the Anthropic API) with a gateway in front."""
 
     emulator: EmulatorApp
     emulator_server: BackgroundServer
@@ -48,8 +50,12 @@ class Stack:
 
     @property
     def upstream_calls(self) -> list[Any]:
-        """Requests that reached the emulator's Vertex endpoints (token calls left out)."""
-        return [r for r in self.emulator.state.requests if "/publishers/anthropic/" in r.path]
+        """Requests that reached the emulator's model endpoints (token and metadata calls left out)."""
+        return [
+            r
+            for r in self.emulator.state.requests
+            if r.path != "/token" and not r.path.startswith("/computeMetadata")
+        ]
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -65,13 +71,18 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     """`make_stack(emulator=EmulatorConfig(...), settings={...})` serves emulator + gateway.
 
-    The gateway authenticates to the emulator with a service-account key file through the
-    real google-auth flow (the emulator's token endpoint verifies the signed JWT).
+    Every back end points at the emulator; `settings={"provider": ...}` picks the one in use.
+    For Vertex the gateway authenticates with a service-account key file through the real
+    google-auth flow (the emulator's token endpoint verifies the signed JWT); for Bedrock and
+    the Anthropic API with keys the emulator accepts.
     """
     stack = contextlib.ExitStack()
 
     def make(emulator: EmulatorConfig | None = None, settings: dict[str, Any] | None = None) -> Stack:
-        emu_app = create_emulator_app(emulator or EmulatorConfig())
+        config = emulator or EmulatorConfig()
+        config.bedrock_api_keys.append(BEDROCK_API_KEY)
+        config.anthropic_api_keys.append(ANTHROPIC_API_KEY)
+        emu_app = create_emulator_app(config)
         emu_srv = stack.enter_context(serving(emu_app))
         emu_app.state.base_url = emu_srv.url
         key_file = tmp_path / f"sa-{emu_srv.port}.json"
@@ -85,6 +96,8 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
                     "base_url": f"{emu_srv.url}/v1",
                     "credentials_file": str(key_file),
                 },
+                "bedrock": {"base_url": emu_srv.url, "api_key": BEDROCK_API_KEY, "region": "us-east-1"},
+                "anthropic": {"base_url": emu_srv.url, "api_key": ANTHROPIC_API_KEY},
             },
             settings or {},
         )

@@ -35,8 +35,9 @@ class GatewaySettings(_Section):
     allow_keyless: bool = False
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
-    # Log one structured line per request (usage included).
+    # Write one JSON line per request (usage included), to `request_log` or standard error.
     log_requests: bool = True
+    request_log: str | None = None
 
     @field_validator("keys")
     @classmethod

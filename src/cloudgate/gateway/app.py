@@ -22,15 +22,15 @@ from cloudgate import __version__
 from cloudgate.catalog import Catalog, default_catalog
 from cloudgate.config.settings import Settings
 from cloudgate.gateway import caching, proxy
-from cloudgate.gateway.auth import AuthError, KeyAuthenticator
+from cloudgate.gateway.auth import AuthError, Caller, KeyAuthenticator, is_sigv4
 from cloudgate.gateway.frontdoors import anthropic as anthropic_door
 from cloudgate.gateway.frontdoors import bedrock as bedrock_door
 from cloudgate.gateway.frontdoors import vertex as vertex_door
 from cloudgate.gateway.frontdoors.validation import InvalidJSON
 from cloudgate.gateway.http import BodyTooLarge, ClientGone, headers_dict, read_body, send_response
-from cloudgate.gateway.records import LogSink, RecordSink, RequestRecord
+from cloudgate.gateway.records import JsonLinesSink, RecordSink, RequestRecord
 from cloudgate.gateway.types import Receive, Scope, Send
-from cloudgate.protocol.errors import GatewayError
+from cloudgate.protocol.errors import GatewayError, aws_error_body
 from cloudgate.protocol.messages import MessagesCall, Operation
 from cloudgate.providers.base import Provider
 from cloudgate.providers.transport import Timeouts, Transport
@@ -99,6 +99,11 @@ class GatewayApp:
             except Exception:  # a failing provider must not keep the others open
                 log.exception("closing provider %s failed", provider.name)
         await self.state.transport.close()
+        for sink in self.state.sinks:
+            try:
+                sink.close()
+            except Exception:  # one failing sink must not keep the others from flushing
+                log.exception("closing record sink %r failed", sink)
         self.state.started = False
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -268,11 +273,9 @@ class GatewayApp:
         record: RequestRecord,
     ) -> None:
         state = self.state
-        try:
-            caller = state.auth.authenticate(scope)
-        except AuthError as exc:
-            raise GatewayError(401, str(exc)) from None
-        record.caller = caller.key_id
+        signed = door is bedrock_door and is_sigv4(scope)
+        if not signed:  # reject unauthenticated callers before reading their bodies
+            record.caller = self._authenticate(scope).key_id
         try:
             raw = await read_body(scope, receive, self._max_body)
         except BodyTooLarge:
@@ -281,6 +284,8 @@ class GatewayApp:
             ) from None
         except ClientGone:
             raise proxy.ClientDisconnected from None
+        if signed:  # a SigV4 signature covers the body
+            record.caller = self._authenticate(scope, raw).key_id
         headers = headers_dict(scope)
         call = parse(raw, headers)
         call.request_id = record.request_id
@@ -303,6 +308,20 @@ class GatewayApp:
         if provider is None:
             raise GatewayError(500, f"provider {target.provider!r} is not configured", error_type="api_error")
         await proxy.forward(provider, call, target, record, receive, send)
+
+    def _authenticate(self, scope: Scope, signed_body: bytes | None = None) -> Caller:
+        try:
+            if signed_body is not None:
+                return self.state.auth.authenticate_sigv4(scope, signed_body)
+            return self.state.auth.authenticate(scope)
+        except AuthError as exc:
+            err = GatewayError(401, str(exc))
+            if exc.aws_code:  # keep AWS's own exception name for signature failures
+                err.raw_body = aws_error_body(str(exc))
+                err.raw_shape = "aws"
+                err.status = 403
+                err.headers["x-amzn-errortype"] = exc.aws_code
+            raise err from None
 
     async def _fail(self, send: Send, door: ModuleType, err: GatewayError, record: RequestRecord) -> None:
         record.status = err.status
@@ -351,7 +370,7 @@ def create_gateway_app(
         provider = build_provider(settings, transport)
         providers = {provider.name: provider}
     if sinks is None:
-        sinks = [LogSink()] if settings.gateway.log_requests else []
+        sinks = [JsonLinesSink(settings.gateway.request_log)] if settings.gateway.log_requests else []
     state = GatewayState(
         settings=settings,
         catalog=catalog,

@@ -3,6 +3,10 @@
 Keys arrive as `x-api-key` (ANTHROPIC_API_KEY), `Authorization: Bearer` (ANTHROPIC_AUTH_TOKEN,
 AWS_BEARER_TOKEN_BEDROCK), or a configurable header such as `Proxy-Authorization` for clients
 whose `Authorization` carries their own cloud token. Comparisons take constant time.
+
+Bedrock-format callers may also sign with AWS SigV4 (boto3, `AnthropicBedrock` with AWS keys):
+the secret access key is a gateway key, and the access key id is either that key's id
+(`key-...`) or anything at all.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 
 from cloudgate.config.settings import GatewaySettings
 from cloudgate.gateway.types import Scope
+from cloudgate.protocol.sigv4 import SigV4Error, verify_sigv4
 
 
 @dataclass(slots=True, frozen=True)
@@ -26,7 +31,14 @@ ANONYMOUS = Caller(key_id="anonymous")
 
 
 class AuthError(Exception):
-    """Missing or wrong gateway key; the message says which."""
+    """Missing or wrong gateway key; the message says which.
+
+    `aws_code` is the AWS exception name a SigV4 failure maps to (InvalidSignatureException...).
+    """
+
+    def __init__(self, message: str, aws_code: str | None = None) -> None:
+        super().__init__(message)
+        self.aws_code = aws_code
 
 
 def key_id(key: str) -> str:
@@ -67,6 +79,39 @@ class KeyAuthenticator:
             if found is not None:
                 return Caller(key_id=found)
         raise AuthError("invalid gateway key")
+
+    def authenticate_sigv4(self, scope: Scope, body: bytes) -> Caller:
+        """The caller behind a SigV4-signed request whose secret is a gateway key."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        args = (scope["method"], raw_path.decode("latin-1"), scope.get("query_string", b"").decode("latin-1"))
+        by_id = {kid: key.decode() for key, kid in self._keys}
+        try:
+            identity = verify_sigv4(*args, headers, body, secret_for=by_id.get)
+            return Caller(key_id=identity.access_key_id)
+        except SigV4Error as exc:
+            if exc.code != "UnrecognizedClientException":
+                raise AuthError(exc.message, exc.code) from None
+        for key, kid in self._keys:  # an access key id of the caller's choosing
+            try:
+                verify_sigv4(*args, headers, body, secret_for=[key.decode()])
+            except SigV4Error as exc:
+                last = exc
+                continue
+            return Caller(key_id=kid)
+        if not self._keys:
+            raise AuthError(
+                "this gateway has no keys to check a signature against", "UnrecognizedClientException"
+            )
+        raise AuthError(last.message, last.code)
+
+
+def is_sigv4(scope: Scope) -> bool:
+    """Whether the request carries an AWS SigV4 `Authorization` header."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bool(value.startswith(b"AWS4-HMAC-SHA256"))
+    return False
 
 
 def _strip_bearer(value: bytes) -> bytes:

@@ -1,14 +1,16 @@
 """One record per request: who, what, where, how it went, and the tokens it used.
 
-Records go to sinks. For now the sink is a structured log line; the governance layer adds a
-database writer behind the same interface.
+Records go to sinks. For now the sink writes JSON lines (standard error, or a file); the
+governance layer adds a database writer behind the same interface.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import orjson
 
@@ -72,17 +74,58 @@ class RecordSink(Protocol):
     def emit(self, record: RequestRecord) -> None:
         """Take one record."""
 
+    def close(self) -> None:
+        """Write out anything held back; called once at shutdown."""
 
-class LogSink:
-    """Writes each record as one JSON log line on the `cloudgate.requests` logger."""
 
-    def __init__(self) -> None:
-        self._log = logging.getLogger("cloudgate.requests")
+class JsonLinesSink:
+    """Writes each record as one JSON line to a file (standard error by default).
+
+    Off the hot path: a record is serialised and queued in memory, and the queue is written in
+    one go a moment later (or at once past `max_pending` lines, and always at `close()`), so no
+    request waits on the log's I/O and none is lost at a clean shutdown.
+    """
+
+    def __init__(self, path: str | None = None, *, interval: float = 0.2, max_pending: int = 512) -> None:
+        self._file: BinaryIO = open(path, "ab") if path else sys.stderr.buffer  # noqa: SIM115
+        self._owns_file = bool(path)
+        self._pending: list[bytes] = []
+        self._interval = interval
+        self._max_pending = max_pending
+        self._timer: asyncio.TimerHandle | None = None
 
     def emit(self, record: RequestRecord) -> None:
-        """Log the record at INFO."""
-        if self._log.isEnabledFor(logging.INFO):
-            self._log.info("%s", orjson.dumps(record.as_dict()).decode())
+        """Queue the record's line."""
+        self._pending.append(orjson.dumps(record.as_dict(), option=orjson.OPT_APPEND_NEWLINE))
+        if len(self._pending) >= self._max_pending:
+            self.flush()
+        elif self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(self._interval, self.flush)
+            except RuntimeError:  # no event loop: write now
+                self.flush()
+
+    def flush(self) -> None:
+        """Write every queued line."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        try:
+            self._file.write(b"".join(lines))
+            self._file.flush()
+        except OSError:
+            logging.getLogger("cloudgate.requests").exception(
+                "could not write %d request records", len(lines)
+            )
+
+    def close(self) -> None:
+        """Write what is queued and release the file."""
+        self.flush()
+        if self._owns_file:
+            self._file.close()
 
 
 class MemorySink:
@@ -97,3 +140,6 @@ class MemorySink:
         self.records.append(record)
         if len(self.records) > self._limit:
             del self.records[: len(self.records) - self._limit]
+
+    def close(self) -> None:
+        """Nothing to write out."""

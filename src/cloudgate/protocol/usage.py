@@ -75,26 +75,63 @@ class UsageTap:
 
 
 class StreamUsageTap(UsageTap):
-    """A tap on an SSE answer: feed it the bytes as they pass."""
+    """A tap on an SSE answer: feed it the bytes as they pass.
 
-    __slots__ = ("_parser",)
+    It runs on every streamed chunk, so it does the least it can: the Messages API writes each
+    event as `event: NAME\ndata: JSON\n\n`, so it looks only for the events it needs and decodes
+    just those. CR line ends switch it to the full SSE parser.
+    """
+
+    __slots__ = ("_buf", "_parser")
 
     def __init__(self) -> None:
         super().__init__()
-        self._parser = SSEParser()
+        self._buf = b""
+        self._parser: SSEParser | None = None
 
     def feed(self, chunk: bytes) -> None:
         """Take the next chunk of the stream."""
-        for event in self._parser.feed(chunk):
-            if event.event not in _WANTED:
-                continue
-            if event.event == "message_stop" and b"invocationMetrics" not in event.data:
-                self.completed = True
-                continue
-            try:
-                self.take(event.event, orjson.loads(event.data))
-            except orjson.JSONDecodeError:
-                continue
+        if self._parser is None and b"\r" in chunk:
+            self._parser = SSEParser()  # unusual framing: the general parser from here on
+            chunk, self._buf = self._buf + chunk, b""
+        if self._parser is not None:
+            for event in self._parser.feed(chunk):
+                self._event(event.event, event.data)
+            return
+        buf = self._buf + chunk if self._buf else chunk
+        last = buf.rfind(b"\n\n")
+        if last < 0:
+            self._buf = buf
+            return
+        self._buf = buf[last + 2 :]
+        # Let C scan for the few events that matter. A raw newline never occurs inside a JSON
+        # `data:` line, so a marker at the start of a line is a real event.
+        for marker in (b"event: message_", b"event: error"):
+            pos = buf.find(marker, 0, last)
+            while pos >= 0:
+                if pos == 0 or buf[pos - 1] == 10:
+                    self._block(buf[pos : buf.find(b"\n\n", pos)])
+                pos = buf.find(marker, pos + 1, last)
+
+    def _block(self, block: bytes) -> None:
+        newline = block.find(b"\n")
+        rest = block[newline + 1 :] if newline > 0 else b""
+        if rest.startswith(b"data: ") and b"\n" not in rest:
+            self._event(block[7:newline].decode(), rest[6:])
+            return
+        for parsed in SSEParser().feed(block + b"\n\n"):  # any other layout
+            self._event(parsed.event, parsed.data)
+
+    def _event(self, name: str, data: bytes) -> None:
+        if name not in _WANTED:
+            return
+        if name == "message_stop" and b"invocationMetrics" not in data:
+            self.completed = True
+            return
+        try:
+            self.take(name, orjson.loads(data))
+        except orjson.JSONDecodeError:
+            return
 
 
 class EventStreamUsageTap(UsageTap):
