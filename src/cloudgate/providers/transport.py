@@ -84,21 +84,26 @@ class UpstreamResponse:
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive, with the idle and total timeouts applied per read."""
         content = self._resp.content
+        loop = asyncio.get_running_loop()
+        phase = "idle"
         try:
-            while True:
-                budget, phase = self._budget()
-                try:
-                    async with asyncio.timeout(budget):
+            # One timeout for the whole body, moved before each read and disarmed while the
+            # chunk is with the consumer: cheaper than a new timeout per chunk.
+            async with asyncio.timeout(None) as deadline:
+                while True:
+                    budget, phase = self._budget()
+                    deadline.reschedule(loop.time() + budget)
+                    try:
                         chunk, _ = await content.readchunk()
-                except TimeoutError:
-                    raise UpstreamTimeout(
-                        phase, self._timeouts.idle if phase == "idle" else (self._timeouts.total or 0)
-                    ) from None
-                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                    raise UpstreamDisconnected(f"upstream closed the stream: {exc}") from exc
-                if not chunk:
-                    return
-                yield chunk
+                    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                        raise UpstreamDisconnected(f"upstream closed the stream: {exc}") from exc
+                    deadline.reschedule(None)
+                    if not chunk:
+                        return
+                    yield chunk
+        except TimeoutError:
+            seconds = self._timeouts.idle if phase == "idle" else (self._timeouts.total or 0)
+            raise UpstreamTimeout(phase, seconds) from None
         finally:
             self._resp.release()
 
