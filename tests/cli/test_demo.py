@@ -27,7 +27,20 @@ def test_demo_runs_with_zero_configuration():
     assert f"export ANTHROPIC_BASE_URL=http://127.0.0.1:{port}" in out
     assert f"export ANTHROPIC_VERTEX_BASE_URL=http://127.0.0.1:{port}/vertex_ai/v1" in out
     assert "export CLAUDE_CODE_SKIP_VERTEX_AUTH=1" in out and "ANTHROPIC_AUTH_TOKEN=cg-demo-fixed" in out
-    assert "status 200, tokens in" in out
+    assert f"export ANTHROPIC_BEDROCK_BASE_URL=http://127.0.0.1:{port}/bedrock" in out
+    assert "AWS_BEARER_TOKEN_BEDROCK=cg-demo-fixed" in out
+    assert "/invoke-with-response-stream -> 200" in out
+    assert out.count("status 200, tokens in") == 3
+
+
+def test_demo_plays_each_upstream():
+    for provider, upstream in (
+        ("bedrock", "us.anthropic.claude-sonnet-4-5"),
+        ("anthropic", "anthropic claude-sonnet-4-5"),
+    ):
+        result = _demo("--port", "0", "--emulator-port", "0", "--provider", provider)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.count(upstream) == 3
 
 
 def test_demo_explains_a_busy_port():

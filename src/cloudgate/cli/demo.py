@@ -1,8 +1,9 @@
 """`cloudgate demo`: the emulator and the gateway together, with zero configuration.
 
-It writes a throw-away service-account key that the emulator trusts, so the gateway gets its
-Google token through the real google-auth flow; sends one request in each wire format; prints
-the lines that point Claude Code at the gateway; and runs until Ctrl-C.
+The emulator plays the upstream cloud (Vertex AI by default; Bedrock or the Anthropic API with
+`--provider`). For Vertex the demo writes a throw-away service-account key the emulator trusts,
+so the gateway gets its Google token through the real google-auth flow. It sends one request in
+each wire format, prints the lines that point Claude Code at the gateway, and runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -25,11 +27,13 @@ from cloudgate.config import load_settings
 from cloudgate.emulator import EmulatorConfig, create_emulator_app, write_service_account_key
 from cloudgate.gateway import create_gateway_app
 from cloudgate.gateway.records import MemorySink, RequestRecord
+from cloudgate.protocol.eventstream import EventStreamDecoder
 from cloudgate.protocol.sse import SSEParser
 from cloudgate.util.server import EmbeddedServer, uvicorn_config
 
 DEMO_PROJECT = "cloudgate-demo"
 DEMO_MODEL = "claude-sonnet-4-5"
+DEMO_BEDROCK_MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 
 def add_parser(sub: Any) -> None:
@@ -44,6 +48,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8900, help="gateway port (0: any free port)")
     p.add_argument("--emulator-port", type=int, default=8901, help="emulator port (0: any free port)")
     p.add_argument("--key", help="gateway key to use (default: a new random one)")
+    p.add_argument(
+        "--provider",
+        choices=("vertex", "bedrock", "anthropic"),
+        default="vertex",
+        help="which cloud the emulator plays behind the gateway",
+    )
     p.add_argument("--stream-delay", type=float, default=0.02, help="emulator delay between events")
     p.add_argument("--once", action="store_true", help="exit after the first round of requests")
     p.add_argument("--log-level", default="warning")
@@ -95,7 +105,13 @@ async def _demo(args: argparse.Namespace) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="cloudgate-demo-"))
     key_file = state_dir / "service-account.json"
 
-    config = EmulatorConfig(stream_delay=args.stream_delay, script=tool_round_trip_script())
+    upstream_key = "emulated-" + secrets.token_hex(8)  # what the gateway shows the emulated cloud
+    config = EmulatorConfig(
+        stream_delay=args.stream_delay,
+        script=tool_round_trip_script(),
+        bedrock_api_keys=[upstream_key],
+        anthropic_api_keys=[upstream_key],
+    )
     config.trust_key(write_service_account_key(key_file, token_uri=f"{emulator_url}/token"))
     emulator_app = create_emulator_app(config)
     emulator_app.state.base_url = emulator_url
@@ -104,12 +120,15 @@ async def _demo(args: argparse.Namespace) -> int:
         env={},  # the demo is hermetic: nothing in the caller's environment changes it
         overrides={
             "gateway": {"host": host, "port": gateway_port, "keys": [key]},
+            "provider": args.provider,
             "vertex": {
                 "project_id": DEMO_PROJECT,
                 "region": "global",
                 "base_url": f"{emulator_url}/v1",
                 "credentials_file": str(key_file),
             },
+            "bedrock": {"region": "us-east-1", "base_url": emulator_url, "api_key": upstream_key},
+            "anthropic": {"base_url": emulator_url, "api_key": upstream_key},
         },
     )
     sink = MemorySink(limit=1000)
@@ -130,7 +149,7 @@ async def _demo(args: argparse.Namespace) -> int:
     try:
         await _until_started(gateway, gateway_task, "gateway")
         ok = await _first_requests(gateway_url, key, sink)
-        _print_instructions(gateway_url, emulator_url, key, ok)
+        _print_instructions(gateway_url, emulator_url, key, ok, args.provider)
         if not args.once:
             print("Press Ctrl-C to stop.", flush=True)
             await stop.wait()
@@ -184,27 +203,48 @@ async def _first_requests(gateway_url: str, key: str, sink: MemorySink) -> bool:
         else:
             ok = False
             print(f"Vertex format     POST ...:streamRawPredict -> {resp.status}: events {events}")
-    for record in sink.records[-2:]:
+
+        bedrock_path = f"/bedrock/model/{quote(DEMO_BEDROCK_MODEL, safe='')}/invoke-with-response-stream"
+        body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 200, "messages": [ask]}
+        decoder = EventStreamDecoder()
+        frames: list[str] = []
+        bearer = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+        async with http.post(f"{gateway_url}{bedrock_path}", json=body, headers=bearer) as resp:
+            async for chunk in resp.content.iter_any():
+                frames.extend(f.message_type for f in decoder.feed(chunk))
+        if resp.status == 200 and frames and set(frames) == {"event"}:
+            print(f"Bedrock format    POST .../invoke-with-response-stream -> 200: {len(frames)} frames")
+        else:
+            ok = False
+            print(f"Bedrock format    POST .../invoke-with-response-stream -> {resp.status}: frames {frames}")
+    for record in sink.records[-3:]:
         _print_record(record)
     return ok
 
 
 def _print_record(record: RequestRecord) -> None:
     u = record.usage
+    where = f" @ {record.region}" if record.region else ""
     print(
-        f"  record {record.request_id}: {record.frontdoor} -> {record.provider} {record.upstream_model} "
-        f"@ {record.region}, status {record.status}, tokens in {u.input_tokens} out {u.output_tokens}"
+        f"  record {record.request_id}: {record.frontdoor} -> {record.provider} "
+        f"{record.upstream_model}{where}, status {record.status}, "
+        f"tokens in {u.input_tokens} out {u.output_tokens}"
     )
 
 
-def _print_instructions(gateway_url: str, emulator_url: str, key: str, ok: bool) -> None:
+def _print_instructions(gateway_url: str, emulator_url: str, key: str, ok: bool, provider: str) -> None:
+    plays = {
+        "vertex": "Vertex AI and Google OAuth",
+        "bedrock": "Amazon Bedrock",
+        "anthropic": "the Anthropic API",
+    }
     print(
         f"""
 cloudgate demo {"is running" if ok else "started, but the first requests failed (see above)"}
   gateway   {gateway_url}   key {key}
-  emulator  {emulator_url}   (Vertex AI and Google OAuth; the gateway's upstream)
+  emulator  {emulator_url}   (playing {plays[provider]}: the gateway's upstream)
 
-Point Claude Code at the gateway, in either mode:
+Point Claude Code at the gateway, in any mode:
 
   # Anthropic API format
   export ANTHROPIC_BASE_URL={gateway_url}
@@ -217,6 +257,12 @@ Point Claude Code at the gateway, in either mode:
   export ANTHROPIC_VERTEX_PROJECT_ID={DEMO_PROJECT}
   export CLOUD_ML_REGION=global
   export ANTHROPIC_AUTH_TOKEN={key}
+
+  # Amazon Bedrock format (cloudgate holds the AWS credentials)
+  export CLAUDE_CODE_USE_BEDROCK=1
+  export ANTHROPIC_BEDROCK_BASE_URL={gateway_url}/bedrock
+  export AWS_BEARER_TOKEN_BEDROCK={key}
+  export AWS_REGION=us-east-1
 
 Then run: claude -p "say hi"   (the emulator answers; send RUN_TOOL to see a tool round trip)
 """,
