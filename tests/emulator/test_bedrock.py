@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -391,4 +390,37 @@ def test_requests_are_recorded(bedrock_emulator: Emulator) -> None:
     recorded = app.state.requests[-1]
     assert recorded.path == f"/model/{PROFILE}/invoke"
     assert recorded.json["anthropic_version"] == "bedrock-2023-05-31"
-    assert base64  # keep import for readers: count-tokens bodies travel base64-encoded
+
+
+def test_config_file_with_aws_fields(tmp_path: Any) -> None:
+    path = tmp_path / "emulator.yaml"
+    path.write_text(
+        "aws_credentials:\n"
+        f"  {KEY}: {SECRET}\n"
+        f"  {SESSION_KEY}: {{secret: {SECRET}, session_token: {SESSION_TOKEN}}}\n"
+        f"bedrock_api_keys: [{API_KEY}]\n"
+        "anthropic_api_keys: [sk-1]\n"
+        "aws_region: eu-west-1\n"
+        "aws_account_id: '111122223333'\n"
+        f"application_profiles: {{'{APP_ARN}': {PROFILE}}}\n"
+        "faults: [{kind: rate_limit, platform: bedrock}]\n"
+    )
+    config = EmulatorConfig.from_file(path)
+    assert config.aws_secret(KEY) == SECRET and config.aws_session_token(KEY) is None
+    assert (config.aws_secret(SESSION_KEY), config.aws_session_token(SESSION_KEY)) == (SECRET, SESSION_TOKEN)
+    assert config.aws_secret("other") is None
+    assert config.bedrock_api_keys == [API_KEY] and config.anthropic_api_keys == ["sk-1"]
+    assert (config.aws_region, config.aws_account_id) == ("eu-west-1", "111122223333")
+    assert config.application_profiles == {APP_ARN: PROFILE}
+    assert config.faults[0].platform == "bedrock"
+    with pytest.raises(ValueError, match="platform"):
+        Fault.from_dict({"kind": "rate_limit", "platform": "azure"})
+
+
+def test_platform_of_paths_without_a_named_platform() -> None:
+    from cloudgate.emulator.faults import FaultSet
+
+    faults = FaultSet([Fault("rate_limit", platform="bedrock")])
+    vertex_path = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/m:rawPredict"
+    assert faults.take(path=vertex_path, model="m", location="us-east5", stream=False) == []
+    assert len(faults.take(path=f"/model/{PROFILE}/invoke", model=PROFILE, location=None, stream=False)) == 1

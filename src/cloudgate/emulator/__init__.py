@@ -1,7 +1,8 @@
-"""A faithful fake of Google Vertex AI serving Claude (and Google OAuth), with fault injection.
+"""A faithful fake of Vertex AI, Amazon Bedrock and the Anthropic API serving Claude, with faults.
 
-The shared fake model lives in `engine`; each platform gets its own module (`vertex`, and later
-Bedrock and the Anthropic API) that speaks that platform's URLs, auth and error shapes.
+The shared fake model lives in `engine`; each platform has its own module (`vertex` with
+`google_oauth`, `bedrock` with `bedrock_profiles`, `anthropic_api`) that speaks that platform's
+URLs, auth and error shapes, so one request gets the same answer on every platform.
 """
 
 from cloudgate.emulator.app import (
