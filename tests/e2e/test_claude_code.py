@@ -156,3 +156,35 @@ def test_bedrock_mode_skipping_auth_with_a_custom_header(make_stack, tmp_path: P
         "ANTHROPIC_CUSTOM_HEADERS": f"X-Cloudgate-Key: {stack.key}",
     }
     _assert_round_trip(stack, run_claude(env, tmp_path))
+
+
+@pytest.mark.parametrize("backend", ["bedrock", "anthropic"])
+def test_bedrock_mode_served_by_other_clouds(make_stack, tmp_path: Path, backend: str) -> None:
+    stack = make_stack(
+        emulator=EmulatorConfig(script=tool_round_trip_script()), settings={"provider": backend}
+    )
+    env = {**_bedrock_env(stack), "AWS_BEARER_TOKEN_BEDROCK": stack.key}
+    _assert_round_trip(stack, run_claude(env, tmp_path))
+    assert {(r.frontdoor, r.provider) for r in stack.sink.records} == {("bedrock", backend)}
+
+
+@pytest.mark.parametrize("backend", ["bedrock", "anthropic"])
+def test_anthropic_and_vertex_modes_served_by_other_clouds(make_stack, tmp_path: Path, backend: str) -> None:
+    stack = make_stack(
+        emulator=EmulatorConfig(script=tool_round_trip_script()), settings={"provider": backend}
+    )
+    _assert_round_trip(
+        stack, run_claude({"ANTHROPIC_BASE_URL": stack.url, "ANTHROPIC_AUTH_TOKEN": stack.key}, tmp_path)
+    )
+    vertex = {
+        "CLAUDE_CODE_USE_VERTEX": "1",
+        "ANTHROPIC_VERTEX_BASE_URL": f"{stack.url}/vertex_ai/v1",
+        "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",
+        "ANTHROPIC_VERTEX_PROJECT_ID": "p",
+        "CLOUD_ML_REGION": "global",
+        "ANTHROPIC_AUTH_TOKEN": stack.key,
+    }
+    second_home = tmp_path / "second"
+    second_home.mkdir()
+    _assert_round_trip(stack, run_claude(vertex, second_home))
+    assert {r.provider for r in stack.sink.records} == {backend}

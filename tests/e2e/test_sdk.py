@@ -86,3 +86,20 @@ def test_sdk_retries_recover_through_the_gateway(gw: Stack) -> None:
     client = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=2)
     assert client.messages.create(model="claude-sonnet-4-6", max_tokens=5, messages=MSG).content
     assert [r.status for r in gw.records(2)] == [529, 200]
+
+
+@pytest.mark.parametrize("backend", ["vertex", "bedrock", "anthropic"])
+def test_anthropic_bedrock_client_with_a_bearer_key(make_stack, backend: str) -> None:
+    stack = make_stack(settings={"provider": backend})
+    client = anthropic.AnthropicBedrock(
+        api_key=stack.key, aws_region="us-east-1", base_url=f"{stack.url}/bedrock", max_retries=0
+    )
+    model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    message = client.messages.create(model=model, max_tokens=60, messages=MSG)
+    assert message.content[0].text
+    with client.messages.stream(model=model, max_tokens=60, messages=MSG) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == final.content[0].text and final.usage.output_tokens > 0
+    records = stack.records(2)
+    assert {(r.frontdoor, r.provider, r.status) for r in records} == {("bedrock", backend, 200)}
