@@ -64,3 +64,15 @@ def test_a_catalog_file_replaces_the_data(tmp_path):
 def test_malformed_catalogs_are_refused(data):
     with pytest.raises(CatalogError):
         Catalog.from_data(data)
+
+
+def test_bedrock_on_demand_models_are_data():
+    c = default_catalog()
+    on_demand = {e.id for e in c.entries if e.bedrock_on_demand}
+    assert on_demand == {
+        "claude-opus-4-20250514",
+        "claude-sonnet-4-20250514",
+        "claude-3-7-sonnet-20250219",
+        "claude-3-5-haiku-20241022",
+        "claude-3-haiku-20240307",
+    }

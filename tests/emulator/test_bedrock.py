@@ -417,10 +417,21 @@ def test_config_file_with_aws_fields(tmp_path: Any) -> None:
         Fault.from_dict({"kind": "rate_limit", "platform": "azure"})
 
 
-def test_platform_of_paths_without_a_named_platform() -> None:
-    from cloudgate.emulator.faults import FaultSet
+def test_faults_aimed_at_one_platform() -> None:
+    from cloudgate.emulator.faults import FaultSet, platform_of
 
     faults = FaultSet([Fault("rate_limit", platform="bedrock")])
     vertex_path = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/m:rawPredict"
-    assert faults.take(path=vertex_path, model="m", location="us-east5", stream=False) == []
-    assert len(faults.take(path=f"/model/{PROFILE}/invoke", model=PROFILE, location=None, stream=False)) == 1
+    assert (
+        faults.take(path=vertex_path, model="m", location="us-east5", stream=False, platform="vertex") == []
+    )
+    bedrock_path = f"/model/{PROFILE}/invoke"
+    assert (
+        len(faults.take(path=bedrock_path, model=PROFILE, location=None, stream=False, platform="bedrock"))
+        == 1
+    )
+    assert (platform_of(vertex_path), platform_of(bedrock_path), platform_of("/v1/messages")) == (
+        "vertex",
+        "bedrock",
+        "anthropic",
+    )

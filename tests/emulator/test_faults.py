@@ -31,7 +31,10 @@ def _ask(client: anthropic.AnthropicVertex) -> anthropic.types.Message:
 
 def test_matching_and_times() -> None:
     faults = FaultSet([Fault("rate_limit", model="opus", times=2), Fault("not_found", location="global")])
-    take = faults.take
+
+    def take(**kw: object) -> list[Fault]:
+        return faults.take(platform="vertex", **kw)  # type: ignore[arg-type]
+
     assert take(path="/p", model="claude-sonnet-4-6", location="us-east5", stream=False) == []
     assert [f.kind for f in take(path="/p", model="claude-opus-4-6", location="us-east5", stream=False)] == [
         "rate_limit"
@@ -43,9 +46,15 @@ def test_matching_and_times() -> None:
         "not_found"
     ]
     streaming = Fault("cut_stream", stream=True, path_contains="stream")
-    assert streaming.matches(path="/x:streamRawPredict", model=None, location=None, stream=True)
-    assert not streaming.matches(path="/x:streamRawPredict", model=None, location=None, stream=False)
-    assert not streaming.matches(path="/x:rawPredict", model=None, location=None, stream=True)
+    assert streaming.matches(
+        path="/x:streamRawPredict", model=None, location=None, stream=True, platform="vertex"
+    )
+    assert not streaming.matches(
+        path="/x:streamRawPredict", model=None, location=None, stream=False, platform="vertex"
+    )
+    assert not streaming.matches(
+        path="/x:rawPredict", model=None, location=None, stream=True, platform="vertex"
+    )
 
 
 def test_fault_from_dict_validates() -> None:

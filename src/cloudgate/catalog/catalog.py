@@ -56,6 +56,7 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
     vertex_regions: tuple[str, ...] = ()
     vertex_regional_premium: float = 0.0
+    bedrock_on_demand: bool = False
     long_context: LongContext | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -194,7 +195,7 @@ def _entry(raw: Any, source: str, index: int) -> ModelEntry:
     long_context = raw.get("long_context")
     known = {
         "id", "name", "family", "vertex", "bedrock", "aliases", "vertex_regions",
-        "vertex_regional_premium", "prices", "long_context",
+        "vertex_regional_premium", "prices", "long_context", "bedrock_on_demand",
     }  # fmt: skip
     try:
         return ModelEntry(
@@ -206,6 +207,7 @@ def _entry(raw: Any, source: str, index: int) -> ModelEntry:
             aliases=tuple(raw.get("aliases") or ()),
             vertex_regions=tuple(raw.get("vertex_regions") or ()),
             vertex_regional_premium=float(raw.get("vertex_regional_premium", 0.0)),
+            bedrock_on_demand=bool(raw.get("bedrock_on_demand", False)),
             prices=Prices(
                 input=float(prices["input"]),
                 output=float(prices["output"]),

@@ -48,15 +48,6 @@ BEDROCK_VERSION = "bedrock-2023-05-31"
 MAX_PAYLOAD_BYTES = 20 * 1024 * 1024
 # Older models Bedrock still serves on demand (plain base id); every newer one, and any id the
 # catalog does not know yet, needs an inference profile.
-ON_DEMAND_MODELS = frozenset(
-    {
-        "claude-opus-4-20250514",
-        "claude-sonnet-4-20250514",
-        "claude-3-7-sonnet-20250219",
-        "claude-3-5-haiku-20241022",
-        "claude-3-haiku-20240307",
-    }
-)
 
 INVALID_MODEL_MESSAGE = "The provided model identifier is invalid."
 THROTTLED_MESSAGE = "Too many requests, please wait before trying again."
@@ -230,7 +221,7 @@ def resolve_model(model_id: str, state: EmulatorState) -> ResolvedModel | Respon
     entry = default_catalog().lookup(base)
     if entry is None and (config.strict_models or not base.startswith("anthropic.claude-")):
         return validation(INVALID_MODEL_MESSAGE)
-    if not via_profile and (entry is None or entry.id not in ON_DEMAND_MODELS):
+    if not via_profile and (entry is None or not entry.bedrock_on_demand):
         return validation(
             f"Invocation of model ID {base} with on-demand throughput isn't supported. Retry your "
             "request with the ID or ARN of an inference profile that contains this model."

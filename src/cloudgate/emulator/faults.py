@@ -89,10 +89,10 @@ class Fault:
         model: str | None,
         location: str | None,
         stream: bool,
-        platform: str | None = None,
+        platform: str,
     ) -> bool:
         """Whether this fault applies to a request with these properties (ignoring `times`)."""
-        if self.platform is not None and self.platform != (platform or platform_of(path)):
+        if self.platform is not None and self.platform != platform:
             return False
         if self.model is not None and (model is None or self.model not in model):
             return False
@@ -149,7 +149,7 @@ class FaultSet:
         model: str | None,
         location: str | None,
         stream: bool,
-        platform: str | None = None,
+        platform: str,
     ) -> list[Fault]:
         """The faults hitting this request, counting one use of each."""
         hit: list[Fault] = []

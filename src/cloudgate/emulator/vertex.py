@@ -297,7 +297,9 @@ async def handle(req: Request, route: VertexRoute, state: EmulatorState) -> Resp
     stream = body.get("stream") is True and not route.is_count_tokens
     model = str(body.get("model", "")) if route.is_count_tokens else route.model
 
-    faults = state.faults.take(path=req.path, model=model, location=route.location, stream=stream)
+    faults = state.faults.take(
+        path=req.path, model=model, location=route.location, stream=stream, platform="vertex"
+    )
     delay = sum(f.delay for f in faults)
     if delay > 0:
         await asyncio.sleep(delay)
