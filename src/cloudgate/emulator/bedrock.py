@@ -46,9 +46,6 @@ _PROFILE_PREFIX = re.compile(r"^(?:global|us|eu|apac|jp|au|us-gov|ca)\.")
 _DATE_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 BEDROCK_VERSION = "bedrock-2023-05-31"
 MAX_PAYLOAD_BYTES = 20 * 1024 * 1024
-# Older models Bedrock still serves on demand (plain base id); every newer one, and any id the
-# catalog does not know yet, needs an inference profile.
-
 INVALID_MODEL_MESSAGE = "The provided model identifier is invalid."
 THROTTLED_MESSAGE = "Too many requests, please wait before trying again."
 ACCESS_DENIED_MESSAGE = "You don't have access to the model with the specified model ID."
