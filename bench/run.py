@@ -339,11 +339,22 @@ def check(name: str, ep: Endpoint) -> None:
             )
 
 
-def check_request_log(log: Path) -> None:
-    """cloudgate must have written a request record for the check requests."""
-    lines = [line for line in log.read_text(errors="replace").splitlines() if "cloudgate.requests" in line]
-    if not any('"status":200' in line for line in lines):
-        raise BenchError(f"cloudgate wrote no request log line with status 200 to {log}")
+def check_request_log(log: Path, wait: float = 3.0) -> None:
+    """cloudgate must have written a request record for the check requests.
+
+    Records are JSON lines written in batches a fraction of a second after each request, so
+    the check waits a little for them.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        lines = [
+            line for line in log.read_text(errors="replace").splitlines() if line.startswith('{"request_id"')
+        ]
+        if any('"status":200' in line for line in lines):
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"cloudgate wrote no request record with status 200 to {log}")
+        time.sleep(0.1)
 
 
 def wrk(ep: Endpoint, mode: str, conc: int, seconds: float) -> dict[str, Any]:
@@ -608,7 +619,7 @@ def run(
     if "cloudgate" in endpoints:
         log = bench.workdir / "cloudgate.log"
         with log.open("rb") as f:
-            logged = sum(1 for line in f if b"cloudgate.requests" in line)
+            logged = sum(1 for line in f if line.startswith(b"{\"request_id\""))
         lines.append(f"cloudgate request log: {logged:,} lines, {log.stat().st_size / 1e6:.1f} MB")
         memory.setdefault("cloudgate", {})["request_log_lines"] = logged
     if any(c["error_count"] for c in cells.values()):

@@ -7,10 +7,10 @@ from botocore.eventstream import EventStreamBuffer
 from cloudgate.protocol.eventstream import EventStreamDecoder, chunk_event, encode_chunk, encode_exception
 from cloudgate.protocol.sse import SSEParser, encode_event
 from cloudgate.protocol.transcode import (
-    EventStreamPassThrough,
     EventStreamToSSE,
-    SSEPassThrough,
     SSEToEventStream,
+    event_stream_pass_through,
+    sse_pass_through,
 )
 
 EVENTS = [
@@ -94,17 +94,17 @@ def test_exceptions_cross_over_in_both_directions():
 
 
 def test_in_band_errors_per_framing():
-    assert SSEParser().feed(SSEPassThrough().error("timeout_error", "slow"))[0].event == "error"
-    (frame,) = EventStreamDecoder().feed(EventStreamPassThrough().error("api_error", "cut"))
+    assert SSEParser().feed(sse_pass_through().error("timeout_error", "slow"))[0].event == "error"
+    (frame,) = EventStreamDecoder().feed(event_stream_pass_through().error("api_error", "cut"))
     assert frame.event_type == "modelStreamErrorException"
     assert orjson.loads(frame.payload) == {"message": "cut"}
 
 
 def test_pass_throughs_return_bytes_untouched_and_tap_usage():
-    sse = SSEPassThrough()
+    sse = sse_pass_through()
     assert b"".join(sse.feed(c) for c in _chunks(SSE, 5)) == SSE
     assert sse.tap.usage.output_tokens == 9 and sse.tap.completed
-    bedrock = EventStreamPassThrough()
+    bedrock = event_stream_pass_through()
     stream = _bedrock_stream()
     assert b"".join(bedrock.feed(c) for c in _chunks(stream, 9)) == stream
     assert bedrock.tap.usage.input_tokens == 11 and bedrock.tap.completed

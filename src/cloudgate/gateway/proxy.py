@@ -22,11 +22,11 @@ from cloudgate.protocol.errors import GatewayError
 from cloudgate.protocol.eventstream import EventStreamError
 from cloudgate.protocol.messages import MessagesCall, Operation, WireFormat
 from cloudgate.protocol.transcode import (
-    EventStreamPassThrough,
     EventStreamToSSE,
     Relay,
-    SSEPassThrough,
     SSEToEventStream,
+    event_stream_pass_through,
+    sse_pass_through,
 )
 from cloudgate.protocol.usage import usage_from_message
 from cloudgate.providers.base import Provider, Target, transport_error_to_gateway
@@ -105,8 +105,8 @@ def _relay_for(caller: WireFormat, upstream_sse: bool) -> Relay:
     """The relay between the upstream's stream framing and the caller's."""
     to_bedrock = caller is WireFormat.BEDROCK
     if upstream_sse:
-        return SSEToEventStream() if to_bedrock else SSEPassThrough()
-    return EventStreamPassThrough() if to_bedrock else EventStreamToSSE()
+        return SSEToEventStream() if to_bedrock else sse_pass_through()
+    return event_stream_pass_through() if to_bedrock else EventStreamToSSE()
 
 
 async def forward(

@@ -11,6 +11,7 @@ metrics are added to (or taken out of) `message_stop`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import orjson
@@ -56,14 +57,15 @@ def aws_exception(error_type: str, message: str) -> bytes:
     return encode_exception(aws_stream_exception_type(name), message)
 
 
-class SSEPassThrough:
-    """SSE in, SSE out: bytes untouched, usage tapped."""
+class PassThrough:
+    """Framings match: bytes go on untouched while the tap reads usage."""
 
     content_type: str | None = None
 
-    def __init__(self) -> None:
-        self._tap = StreamUsageTap()
-        self.tap: UsageTap = self._tap
+    def __init__(self, tap: StreamUsageTap | EventStreamUsageTap, error: Callable[[str, str], bytes]) -> None:
+        self._tap = tap
+        self.tap: UsageTap = tap
+        self._error = error
 
     def feed(self, chunk: bytes) -> bytes:
         """The chunk itself."""
@@ -75,31 +77,18 @@ class SSEPassThrough:
         return b""
 
     def error(self, error_type: str, message: str) -> bytes:
-        """An SSE error event."""
-        return sse_error(error_type, message)
+        """An in-band error in the shared framing."""
+        return self._error(error_type, message)
 
 
-class EventStreamPassThrough:
-    """Event stream in, event stream out: bytes untouched, usage tapped."""
+def sse_pass_through() -> PassThrough:
+    """SSE in, SSE out."""
+    return PassThrough(StreamUsageTap(), sse_error)
 
-    content_type: str | None = None
 
-    def __init__(self) -> None:
-        self._tap = EventStreamUsageTap()
-        self.tap: UsageTap = self._tap
-
-    def feed(self, chunk: bytes) -> bytes:
-        """The chunk itself."""
-        self._tap.feed(chunk)
-        return chunk
-
-    def close(self) -> bytes:
-        """Nothing is held back."""
-        return b""
-
-    def error(self, error_type: str, message: str) -> bytes:
-        """A Bedrock exception frame."""
-        return aws_exception(error_type, message)
+def event_stream_pass_through() -> PassThrough:
+    """AWS event stream in, AWS event stream out."""
+    return PassThrough(EventStreamUsageTap(), aws_exception)
 
 
 class SSEToEventStream:
