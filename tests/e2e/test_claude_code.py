@@ -145,10 +145,15 @@ def test_bedrock_mode_with_a_bearer_key(scripted: Stack, tmp_path: Path) -> None
     assert all("/models/claude-" in c.path and "anthropic." not in c.path for c in scripted.upstream_calls)
 
 
-def test_bedrock_mode_skipping_auth_with_a_custom_header(make_stack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["vertex", "bedrock"])
+def test_bedrock_mode_skipping_auth_with_a_custom_header(make_stack, tmp_path: Path, backend: str) -> None:
     stack = make_stack(
         emulator=EmulatorConfig(script=tool_round_trip_script()),
-        settings={"vertex": {"region": "global"}, "gateway": {"auth_header": "X-Cloudgate-Key"}},
+        settings={
+            "provider": backend,
+            "vertex": {"region": "global"},
+            "gateway": {"auth_header": "X-Cloudgate-Key"},
+        },
     )
     env = {
         **_bedrock_env(stack),
@@ -156,6 +161,7 @@ def test_bedrock_mode_skipping_auth_with_a_custom_header(make_stack, tmp_path: P
         "ANTHROPIC_CUSTOM_HEADERS": f"X-Cloudgate-Key: {stack.key}",
     }
     _assert_round_trip(stack, run_claude(env, tmp_path))
+    assert {(r.frontdoor, r.provider) for r in stack.sink.records} == {("bedrock", backend)}
 
 
 @pytest.mark.parametrize("backend", ["bedrock", "anthropic"])
