@@ -111,6 +111,16 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         vertex["base_url"] = env["CLOUDGATE_VERTEX_BASE_URL"]
     if env.get("CLOUDGATE_VERTEX_ACCESS_TOKEN"):
         vertex["access_token"] = env["CLOUDGATE_VERTEX_ACCESS_TOKEN"]
+    store = _section(data, "store")
+    if env.get("CLOUDGATE_DATABASE_URL"):
+        store["url"] = env["CLOUDGATE_DATABASE_URL"]
+    for var, key in (
+        ("CLOUDGATE_REDIS_URL", "redis_url"),
+        ("CLOUDGATE_ADMIN_KEY", "admin_key"),
+        ("CLOUDGATE_DATA_DIR", "data_dir"),
+    ):
+        if env.get(var):
+            data[key] = env[var]
     if env.get("CLOUDGATE_PROVIDER"):
         data["provider"] = env["CLOUDGATE_PROVIDER"]
     if env.get("CLOUDGATE_BEDROCK_BASE_URL"):

@@ -132,6 +132,18 @@ class AnthropicSettings(_Section):
     drop_betas: list[str] = Field(default_factory=list)
 
 
+class StoreSettings(_Section):
+    """Where keys, users, teams, budgets and spend live."""
+
+    # SQLAlchemy URL: sqlite+aiosqlite:///path (the embedded default: cloudgate.db in the data
+    # directory) or postgresql+asyncpg://user@host/db.
+    url: str | None = None
+    # Apply pending migrations when the gateway starts (else `cloudgate db upgrade`).
+    migrate_on_start: bool = True
+    # Where the spend journal lives (crash safety); default: the data directory.
+    journal_dir: str | None = None
+
+
 class ModelSettings(_Section):
     """What model names mean (Claude Code's ANTHROPIC_*MODEL variables)."""
 
@@ -166,6 +178,15 @@ class Settings(_Section):
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     caching: CachingSettings = Field(default_factory=CachingSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    # Redis for counters shared by several gateway processes (budgets, rate limits); None keeps
+    # them in this process's memory.
+    redis_url: str | None = None
+    # The admin (master) key for the admin API; keys for callers live in the store.
+    admin_key: str | None = None
+    # Where cloudgate keeps its files (SQLite database, spend journal); default
+    # $XDG_DATA_HOME/cloudgate or ~/.local/share/cloudgate.
+    data_dir: str | None = None
     # A catalog file replacing the built-in one (same format as cloudgate/catalog/models.yaml).
     catalog_file: str | None = None
     log_level: str = "INFO"

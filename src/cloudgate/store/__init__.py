@@ -1,0 +1,1 @@
+"""The store: SQLAlchemy models, Alembic migrations and repositories (SQLite or PostgreSQL)."""
