@@ -77,9 +77,18 @@ class UpstreamResponse:
         return (left, "total") if left < idle else (idle, "idle")
 
     async def read(self) -> bytes:
-        """The whole body."""
-        chunks = [chunk async for chunk in self.iter_chunks()]
-        return b"".join(chunks)
+        """The whole body, under one timeout (the idle limit, or what is left of the total)."""
+        budget, phase = self._budget()
+        try:
+            async with asyncio.timeout(budget):
+                return await self._resp.read()
+        except TimeoutError:
+            seconds = self._timeouts.idle if phase == "idle" else (self._timeouts.total or 0)
+            raise UpstreamTimeout(phase, seconds) from None
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            raise UpstreamDisconnected(f"upstream closed the connection mid-body: {exc}") from exc
+        finally:
+            self._resp.release()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive, with the idle and total timeouts applied per read."""
