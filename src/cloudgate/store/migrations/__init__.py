@@ -1,0 +1,1 @@
+"""Alembic migration scripts, shipped with the package and run by `cloudgate.store.migrate`."""
