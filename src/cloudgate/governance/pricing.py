@@ -1,0 +1,197 @@
+"""What a request cost, and the most it could cost, in integer micro-dollars.
+
+Catalog prices are USD per million tokens, so `tokens * price` is already micro-dollars: the
+sums below are exact `Decimal` arithmetic on the prices as written in the catalog, rounded half
+up once, at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+
+from cloudgate.catalog.catalog import ModelEntry
+from cloudgate.protocol.messages import Usage
+
+# The standard prompt-caching multipliers of the input price (Anthropic's price list).
+CACHE_WRITE_5M_MULTIPLIER = Decimal("1.25")
+CACHE_WRITE_1H_MULTIPLIER = Decimal(2)
+CACHE_READ_MULTIPLIER = Decimal("0.1")
+
+# Vertex locations that are not regional: only the global endpoint escapes the premium
+# (the multi-regions `us` and `eu` are billed as regional endpoints).
+_VERTEX_PREMIUM_FREE = frozenset({"global"})
+
+# See `estimate_input_tokens`.
+BYTES_PER_TOKEN_LOWER_BOUND = 2
+ESTIMATE_OVERHEAD_TOKENS = 512
+
+
+@dataclass(slots=True, frozen=True)
+class Rates:
+    """Per-million-token rates (USD) that apply to one request."""
+
+    input: Decimal
+    output: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    cache_read: Decimal
+
+
+@dataclass(slots=True, frozen=True)
+class Cost:
+    """A priced request: `priced` is False when the model is unknown (then `micro` is 0)."""
+
+    micro: int
+    priced: bool = True
+    long_context: bool = False
+    premium: bool = False
+
+
+UNPRICED = Cost(micro=0, priced=False)
+
+
+def _dec(value: float) -> Decimal:
+    # Through str so 0.30 is 0.30 and not 0.299999999999999988897769753748...
+    return Decimal(str(value))
+
+
+def base_rates(entry: ModelEntry) -> Rates:
+    """The model's standard rates, cache rates derived from input where the catalog has none."""
+    p = entry.prices
+    inp = _dec(p.input)
+    return Rates(
+        input=inp,
+        output=_dec(p.output),
+        cache_write_5m=_dec(p.cache_write_5m)
+        if p.cache_write_5m is not None
+        else inp * CACHE_WRITE_5M_MULTIPLIER,
+        cache_write_1h=_dec(p.cache_write_1h)
+        if p.cache_write_1h is not None
+        else inp * CACHE_WRITE_1H_MULTIPLIER,
+        cache_read=_dec(p.cache_read) if p.cache_read is not None else inp * CACHE_READ_MULTIPLIER,
+    )
+
+
+def long_context_rates(entry: ModelEntry) -> Rates | None:
+    """The long-context tier's rates (cache rates as the standard multiples of its input rate)."""
+    lc = entry.long_context
+    if lc is None:
+        return None
+    inp = _dec(lc.input)
+    return Rates(
+        input=inp,
+        output=_dec(lc.output),
+        cache_write_5m=inp * CACHE_WRITE_5M_MULTIPLIER,
+        cache_write_1h=inp * CACHE_WRITE_1H_MULTIPLIER,
+        cache_read=inp * CACHE_READ_MULTIPLIER,
+    )
+
+
+def premium_factor(entry: ModelEntry, *, provider: str, region: str | None) -> Decimal:
+    """1 + the Vertex regional premium when it applies, else 1.
+
+    A missing region is not charged: the router always knows the region it sent the request to,
+    and guessing a premium would bill callers for something that may not have happened.
+    """
+    if provider != "vertex" or region is None or region in _VERTEX_PREMIUM_FREE:
+        return Decimal(1)
+    return 1 + _dec(entry.vertex_regional_premium)
+
+
+def _long_context_applies(entry: ModelEntry, betas: Iterable[str], total_input: int) -> bool:
+    lc = entry.long_context
+    return lc is not None and total_input > lc.threshold and lc.beta in set(betas)
+
+
+def _round(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def cache_write_split(usage: Usage) -> tuple[int, int]:
+    """(5-minute, 1-hour) cache-write tokens; writes reported without a split count as 5-minute."""
+    five, hour = usage.cache_creation_5m_input_tokens, usage.cache_creation_1h_input_tokens
+    # Older responses report only the total; any part of it the split does not cover was
+    # written with the default (5-minute) TTL.
+    unsplit = max(0, usage.cache_creation_input_tokens - five - hour)
+    return five + unsplit, hour
+
+
+def price_usage(
+    usage: Usage, entry: ModelEntry | None, *, provider: str, region: str | None, betas: Iterable[str]
+) -> Cost:
+    """Price a request's usage; an unknown model gives `UNPRICED`."""
+    if entry is None:
+        return UNPRICED
+    write_5m, write_1h = cache_write_split(usage)
+    reads = usage.cache_read_input_tokens
+    total_input = usage.input_tokens + write_5m + write_1h + reads
+    lc_rates = long_context_rates(entry)
+    use_lc = lc_rates is not None and _long_context_applies(entry, betas, total_input)
+    rates = lc_rates if use_lc and lc_rates is not None else base_rates(entry)
+    factor = premium_factor(entry, provider=provider, region=region)
+    raw = (
+        usage.input_tokens * rates.input
+        + usage.output_tokens * rates.output
+        + write_5m * rates.cache_write_5m
+        + write_1h * rates.cache_write_1h
+        + reads * rates.cache_read
+    )
+    return Cost(micro=_round(raw * factor), priced=True, long_context=use_lc, premium=factor != 1)
+
+
+def cost_micro(
+    usage: Usage, entry: ModelEntry | None, *, provider: str, region: str | None, betas: Iterable[str]
+) -> int:
+    """A request's cost in micro-dollars (0 for an unknown model: see `price_usage`/`is_priced`)."""
+    return price_usage(usage, entry, provider=provider, region=region, betas=betas).micro
+
+
+def is_priced(entry: ModelEntry | None) -> bool:
+    """Whether requests to this model get a real price (the catalog knows it)."""
+    return entry is not None
+
+
+def max_cost_micro(
+    entry: ModelEntry | None,
+    *,
+    input_tokens_upper: int,
+    max_tokens: int,
+    provider: str,
+    region: str | None,
+    betas: Iterable[str],
+) -> int:
+    """The most a request could cost: every input token at the dearest input-side rate.
+
+    The long-context tier counts when the beta is present and the input could pass the
+    threshold; 0 for an unknown model (nothing to reserve against).
+    """
+    if entry is None:
+        return 0
+    lc_rates = long_context_rates(entry)
+    use_lc = lc_rates is not None and _long_context_applies(entry, betas, input_tokens_upper)
+    rates = lc_rates if use_lc and lc_rates is not None else base_rates(entry)
+    # Any input token may turn out to be a cache write; reads are always the cheapest.
+    worst_input = max(rates.input, rates.cache_write_5m, rates.cache_write_1h)
+    factor = premium_factor(entry, provider=provider, region=region)
+    raw = max(0, input_tokens_upper) * worst_input + max(0, max_tokens) * rates.output
+    # Rounded up: a reservation must never be a fraction short of the real cost.
+    return int((raw * factor).to_integral_value(rounding=ROUND_CEILING))
+
+
+def estimate_input_tokens(body_bytes_len: int) -> int:
+    """An upper bound on a Messages body's input tokens from its size in bytes.
+
+    Claude's tokenizer averages 3.5-4 bytes per token on English prose and about 3 on code; JSON
+    only adds bytes (quotes, keys, escapes) that carry no tokens. UTF-8 CJK text is 3 bytes a
+    character at roughly 1-1.5 tokens a character, i.e. still at least 2 bytes a token (and 6
+    bytes a character when the client escapes to ASCII `\\uXXXX`). So 1 token per 2 bytes bounds
+    text-only bodies with room to spare. The fixed overhead covers what the server adds (the
+    tool-use system prompt). Not a bound for images and PDFs, which are billed by pixels and
+    pages rather than bytes; their base64 is usually large enough for the byte bound to cover
+    them, and the real count corrects the rate limits and the budget once the answer arrives.
+    """
+    if body_bytes_len <= 0:
+        return ESTIMATE_OVERHEAD_TOKENS
+    return -(-body_bytes_len // BYTES_PER_TOKEN_LOWER_BOUND) + ESTIMATE_OVERHEAD_TOKENS
