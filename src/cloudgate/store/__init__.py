@@ -1,1 +1,44 @@
-"""The store: SQLAlchemy models, Alembic migrations and repositories (SQLite or PostgreSQL)."""
+"""The store: SQLAlchemy models, Alembic migrations and repositories (SQLite or PostgreSQL).
+
+`Store.open(url)` gives the repositories; `await upgrade(url)` brings the schema to head.
+"""
+
+from cloudgate.store.apikeys import CreatedKey, KeyInfo, KeyRepository
+from cloudgate.store.common import UNSET, Conflict, NotFound, StoreError
+from cloudgate.store.directory import TeamInfo, TeamRepository, UserInfo, UserRepository
+from cloudgate.store.engine import create_engine, create_sessionmaker, data_dir, database_url
+from cloudgate.store.keys import NewKey, generate_key, hash_key
+from cloudgate.store.migrate import current_revision, head_revision, upgrade
+from cloudgate.store.policies import BudgetRepository, LimitRepository
+from cloudgate.store.repositories import Store
+from cloudgate.store.spend import SpendReportRow, SpendRepository, SqlSpendSink
+
+__all__ = [
+    "UNSET",
+    "BudgetRepository",
+    "Conflict",
+    "CreatedKey",
+    "KeyInfo",
+    "KeyRepository",
+    "LimitRepository",
+    "NewKey",
+    "NotFound",
+    "SpendReportRow",
+    "SpendRepository",
+    "SqlSpendSink",
+    "Store",
+    "StoreError",
+    "TeamInfo",
+    "TeamRepository",
+    "UserInfo",
+    "UserRepository",
+    "create_engine",
+    "create_sessionmaker",
+    "current_revision",
+    "data_dir",
+    "database_url",
+    "generate_key",
+    "hash_key",
+    "head_revision",
+    "upgrade",
+]
