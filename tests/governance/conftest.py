@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -72,4 +72,28 @@ async def counters(request: pytest.FixtureRequest, clock: FakeClock, prefix: str
         yield backend
     finally:
         await backend.clear()
+        await backend.aclose()
+
+
+@pytest.fixture
+def redis_test_url() -> str:
+    return redis_url()
+
+
+@pytest.fixture
+async def open_redis(
+    clock: FakeClock, prefix: str, redis_test_url: str
+) -> AsyncIterator[Callable[[], Awaitable[RedisCounters]]]:
+    """Opens Redis counters on separate connection pools sharing the test's prefix (two
+    gateway processes, as far as Redis can tell); deletes the prefix's keys afterwards."""
+    opened: list[RedisCounters] = []
+
+    async def open_one() -> RedisCounters:
+        opened.append(await open_redis_counters(prefix, clock))
+        return opened[-1]
+
+    yield open_one
+    if opened:
+        await opened[0].clear()
+    for backend in opened:
         await backend.aclose()
