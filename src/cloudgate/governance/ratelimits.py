@@ -1,0 +1,200 @@
+"""Rate limits: requests, input tokens and output tokens per minute, and concurrent requests.
+
+Every `ScopedLimits` of a principal (its key, user and team) is checked in one counter call and
+all must pass, so the tightest wins. Input tokens are counted at admission from an estimate
+(the real count is only known from the answer) and corrected at the end; output tokens are only
+known at the end, so admission checks that the output window is not already full and `finish`
+adds them.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cloudgate.governance.counters import Counters, SlotCheck, WindowAdd, WindowCheck
+from cloudgate.governance.types import Principal, Scope
+
+
+class LimitName(enum.StrEnum):
+    """Which limit; the values match the `anthropic-ratelimit-<name>-*` header families."""
+
+    REQUESTS = "requests"
+    INPUT_TOKENS = "input-tokens"
+    OUTPUT_TOKENS = "output-tokens"
+    CONCURRENT = "concurrent-requests"
+
+
+@dataclass(slots=True, frozen=True)
+class LimitStatus:
+    """One limit of one scope as it stood when a request was admitted or refused."""
+
+    scope: Scope
+    scope_id: str
+    name: LimitName
+    limit: int
+    remaining: int
+    reset_at: datetime  # when the window will have fully replenished
+
+
+class RateLimited(Exception):
+    """A rate limit refuses the request; carries what `retry-after` and the headers need."""
+
+    def __init__(
+        self,
+        scope: Scope,
+        limit_name: LimitName,
+        limit: int,
+        retry_after_s: float,
+        remaining: int,
+        reset_at: datetime,
+        scope_id: str = "",
+    ) -> None:
+        self.scope = scope
+        self.scope_id = scope_id
+        self.limit_name = limit_name
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.remaining = remaining
+        self.reset_at = reset_at
+        per = "" if limit_name is LimitName.CONCURRENT else " per minute"
+        super().__init__(
+            f"{scope} rate limit exceeded: {limit} {limit_name}{per}; retry after {self.retry_after_header}s"
+        )
+
+    @property
+    def retry_after_header(self) -> str:
+        """`retry-after` in whole seconds, rounded up and at least 1."""
+        return str(max(1, math.ceil(self.retry_after_s)))
+
+
+@dataclass(slots=True)
+class Admission:
+    """An admitted request: pass it to `finish` once the answer is complete (again is harmless)."""
+
+    token: str
+    at: float
+    input_estimate: int
+    input_keys: tuple[str, ...] = ()
+    output_keys: tuple[str, ...] = ()
+    slot_keys: tuple[str, ...] = ()
+    statuses: tuple[LimitStatus, ...] = ()
+    finished: bool = False
+
+    def tightest(self, name: LimitName) -> LimitStatus | None:
+        """The status with the least remaining for `name` (what the response headers report)."""
+        candidates = [s for s in self.statuses if s.name is name]
+        return min(candidates, key=lambda s: s.remaining) if candidates else None
+
+
+@dataclass(slots=True)
+class _Plan:
+    windows: list[WindowCheck] = field(default_factory=list)
+    slots: list[SlotCheck] = field(default_factory=list)
+    # (scope, scope id, name, limit) per window then per slot, in the same order.
+    meta: list[tuple[Scope, str, LimitName, int]] = field(default_factory=list)
+
+
+def _plan(principal: Principal, estimate: int) -> _Plan:
+    # Two entries for the same scope share counters: keep the tighter limit of each.
+    tightest: dict[tuple[Scope, str, LimitName], int] = {}
+    for scoped in principal.limits:
+        lim = scoped.limits
+        for name, value in (
+            (LimitName.REQUESTS, lim.requests_per_minute),
+            (LimitName.INPUT_TOKENS, lim.input_tokens_per_minute),
+            (LimitName.OUTPUT_TOKENS, lim.output_tokens_per_minute),
+            (LimitName.CONCURRENT, lim.max_concurrent),
+        ):
+            if value is not None:
+                ident = (scoped.scope, scoped.scope_id, name)
+                tightest[ident] = min(value, tightest.get(ident, value))
+    plan = _Plan()
+    adds = {LimitName.REQUESTS: 1, LimitName.INPUT_TOKENS: estimate, LimitName.OUTPUT_TOKENS: 0}
+    for (scope, scope_id, name), limit in tightest.items():
+        if name is not LimitName.CONCURRENT:
+            plan.windows.append(WindowCheck(_key(scope, scope_id, name), limit, adds[name]))
+            plan.meta.append((scope, scope_id, name, limit))
+    for (scope, scope_id, name), limit in tightest.items():
+        if name is LimitName.CONCURRENT:
+            plan.slots.append(SlotCheck(_key(scope, scope_id, name), limit))
+            plan.meta.append((scope, scope_id, name, limit))
+    return plan
+
+
+def _key(scope: Scope, scope_id: str, name: LimitName) -> str:
+    return f"rl:{scope}:{scope_id}:{name}"
+
+
+class RateLimiter:
+    """Admits requests against a principal's rate limits and accounts for them when they end."""
+
+    def __init__(self, counters: Counters) -> None:
+        self._counters = counters
+
+    def _reset_at(self, now: float) -> datetime:
+        # Everything counted so far sits in the current bucket or older: all of it has left the
+        # window once the current bucket has.
+        bs = self._counters.bucket_s
+        end = (math.floor(now / bs) + self._counters.window_s // bs) * bs
+        return datetime.fromtimestamp(end, UTC)
+
+    async def admit(self, principal: Principal, input_tokens_estimate: int) -> Admission:
+        """Count the request against every limit of the principal, or raise `RateLimited`."""
+        estimate = max(0, input_tokens_estimate)
+        token = uuid.uuid4().hex
+        now = self._counters.clock()
+        plan = _plan(principal, estimate)
+        if not plan.meta:
+            return Admission(token, now, estimate)
+        result = await self._counters.admit(plan.windows, plan.slots, token)
+        reset_at = self._reset_at(now)
+        if not result.ok and result.refused is not None:
+            scope, scope_id, name, limit = plan.meta[result.refused]
+            used = result.used[result.refused]
+            if name is LimitName.CONCURRENT:
+                reset_at = datetime.fromtimestamp(now + result.retry_after_s, UTC)
+            raise RateLimited(
+                scope, name, limit, result.retry_after_s, max(0, limit - used), reset_at, scope_id=scope_id
+            )
+        statuses = []
+        for i, (scope, scope_id, name, limit) in enumerate(plan.meta):
+            added = plan.windows[i].add if i < len(plan.windows) else 1
+            statuses.append(
+                LimitStatus(scope, scope_id, name, limit, max(0, limit - result.used[i] - added), reset_at)
+            )
+        return Admission(
+            token=token,
+            at=now,
+            input_estimate=estimate,
+            input_keys=tuple(
+                w.key for w, m in zip(plan.windows, plan.meta, strict=False) if m[2] is LimitName.INPUT_TOKENS
+            ),
+            output_keys=tuple(
+                w.key
+                for w, m in zip(plan.windows, plan.meta, strict=False)
+                if m[2] is LimitName.OUTPUT_TOKENS
+            ),
+            slot_keys=tuple(s.key for s in plan.slots),
+            statuses=tuple(statuses),
+        )
+
+    async def finish(self, admission: Admission, input_tokens_actual: int, output_tokens: int) -> None:
+        """Give back the concurrency slots, add the output tokens and correct the input estimate."""
+        if admission.finished:
+            return
+        admission.finished = True
+        if not (admission.input_keys or admission.output_keys or admission.slot_keys):
+            return
+        now = self._counters.clock()
+        adds: list[WindowAdd] = []
+        delta = max(0, input_tokens_actual) - admission.input_estimate
+        if delta:
+            # Into the bucket the estimate went to, so the correction leaves the window with it.
+            adds += [WindowAdd(key, delta, admission.at) for key in admission.input_keys]
+        if output_tokens > 0:
+            adds += [WindowAdd(key, output_tokens, now) for key in admission.output_keys]
+        await self._counters.record(adds, admission.slot_keys, admission.token)
