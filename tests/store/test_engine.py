@@ -24,7 +24,9 @@ def test_default_sqlite_in_data_dir(tmp_path: Path) -> None:
 
 def test_default_data_dir_follows_xdg_then_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert database_url(Settings()) == f"sqlite+aiosqlite:///{tmp_path / 'xdg' / 'cloudgate' / 'cloudgate.db'}"
+    assert (
+        database_url(Settings()) == f"sqlite+aiosqlite:///{tmp_path / 'xdg' / 'cloudgate' / 'cloudgate.db'}"
+    )
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     expected = tmp_path / "home" / ".local" / "share" / "cloudgate"
