@@ -1,12 +1,13 @@
 """A gateway stand-in for the spend crash test: journals requests under load until it is killed.
 
-    python spend_crash_child.py load JOURNAL_DIR DB_PATH    begin/end in a tight loop; prints
-                                                            "B <id>" after each begin and
-                                                            "E <id>" after each finish
-    python spend_crash_child.py replay JOURNAL_DIR DB_PATH  a restart: replay, close, print a summary
+    python spend_crash_child.py load JOURNAL_DIR DB_PATH SINK    begin/end in a tight loop; prints
+                                                                "B <id>" after each begin and
+                                                                "E <id>" after each finish
+    python spend_crash_child.py replay JOURNAL_DIR DB_PATH SINK  a restart: replay, close, summary
 
-The sink is a plain SQLite file with the store's upsert rule: a row is replaced only while it is
-an interrupted one. A side table counts every write, to see how often replays re-wrote a row.
+SINK is `store` (the project's `SqlSpendSink` on a migrated SQLite file) or `sqlite3` (a plain
+stdlib sink with the same upsert rule -- a row is replaced only while it is an interrupted one --
+and a side table counting every write, to see how often replays re-wrote a row).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 import orjson
 
 from cloudgate.governance.journal import SpendJournal
-from cloudgate.governance.spend import SpendWriter
+from cloudgate.governance.spend import SpendSink, SpendWriter
 from cloudgate.governance.types import SpendEntry
 
 SCHEMA = """
@@ -75,10 +76,21 @@ def say(line: str) -> None:
     os.write(1, line.encode() + b"\n")
 
 
-async def load(journal_dir: str, db_path: str) -> None:
+async def open_sink(db_path: str, kind: str) -> SpendSink:
+    """The sink the test asked for, on the database file at `db_path`."""
+    if kind == "sqlite3":
+        return SqliteSpendSink(db_path)
+    from cloudgate.store import Store, upgrade  # SQLAlchemy and Alembic: slow to import, so only here
+
+    store = Store.open(f"sqlite+aiosqlite:///{db_path}")
+    await upgrade(store.engine)
+    return store.spend_sink()
+
+
+async def load(journal_dir: str, db_path: str, kind: str) -> None:
     """Begin and finish requests as fast as possible, with a shifting number left in flight."""
     journal = SpendJournal(journal_dir, max_segment_bytes=64 * 1024)  # small: rotate under load
-    writer = SpendWriter(journal, SqliteSpendSink(db_path), interval=0.02, max_batch=200)
+    writer = SpendWriter(journal, await open_sink(db_path, kind), interval=0.02, max_batch=200)
     await writer.start()
     rng = random.Random(os.getpid())
     in_flight: deque[tuple[int, SpendEntry]] = deque()
@@ -101,9 +113,9 @@ async def load(journal_dir: str, db_path: str) -> None:
             await asyncio.sleep(0)  # let the writer's task run, as a busy gateway would
 
 
-async def replay(journal_dir: str, db_path: str) -> None:
+async def replay(journal_dir: str, db_path: str, kind: str) -> None:
     """Restart: replay the journal into the sink, close, and report."""
-    writer = SpendWriter(SpendJournal(journal_dir), SqliteSpendSink(db_path))
+    writer = SpendWriter(SpendJournal(journal_dir), await open_sink(db_path, kind))
     entries = await writer.start()
     await writer.close()
     interrupted = sum(e.interrupted for e in entries)
@@ -111,5 +123,5 @@ async def replay(journal_dir: str, db_path: str) -> None:
 
 
 if __name__ == "__main__":
-    mode, directory, database = sys.argv[1:4]
-    asyncio.run(load(directory, database) if mode == "load" else replay(directory, database))
+    mode, directory, database, sink = sys.argv[1:5]
+    asyncio.run((load if mode == "load" else replay)(directory, database, sink))
