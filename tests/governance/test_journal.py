@@ -14,6 +14,7 @@ from cloudgate.governance.journal import (
     JournalError,
     SpendJournal,
     entry_from_json,
+    entry_line,
     list_segments,
     segment_path,
 )
@@ -114,7 +115,7 @@ def test_torn_last_line_is_skipped(tmp_path: Path, cut: int) -> None:
     journal.begin(started("r1"))
     journal.close()
     # A crash in the middle of a write: part of a line, no newline.
-    line = orjson.dumps({"op": "end", "entry": finished(started("r1"))}, option=orjson.OPT_APPEND_NEWLINE)
+    line = entry_line("end", finished(started("r1")))
     with segment_path(tmp_path, 1).open("ab") as f:
         f.write(line[:cut])
     recovery = SpendJournal(tmp_path).recover()
@@ -258,7 +259,7 @@ def test_lines_are_plain_json(tmp_path: Path) -> None:
     lines = [orjson.loads(line) for line in segment_path(tmp_path, 1).read_bytes().splitlines()]
     assert [line["op"] for line in lines] == ["segment", "begin", "end", "checkpoint"]
     assert lines[0]["version"] == 1 and lines[0]["pid"] == os.getpid()
-    assert lines[2]["entry"]["cost_micro"] == 420
+    assert dict(zip(lines[0]["fields"], lines[2]["v"], strict=True))["cost_micro"] == 420
     assert lines[3]["ids"] == ["r1"]
     journal.close()
 
@@ -269,6 +270,22 @@ def test_entry_round_trip_ignores_unknown_fields() -> None:
     assert entry_from_json(data) == entry
     data["a_field_from_a_newer_version"] = 1
     assert entry_from_json(data) == entry
+
+
+def test_fields_are_read_by_the_names_in_the_segment_header(tmp_path: Path) -> None:
+    # A segment written by another version of SpendEntry: different order, a field we lack.
+    header = {
+        "op": "segment",
+        "version": 1,
+        "fields": ["cost_micro", "future", "request_id", "started_at", "key_id"],
+    }
+    values = [5, "x", "r1", T0.isoformat(), "key-9"]
+    with segment_path(tmp_path, 1).open("wb") as f:
+        f.write(orjson.dumps(header) + b"\n" + orjson.dumps({"op": "end", "v": values}) + b"\n")
+        f.write(orjson.dumps({"op": "end", "v": values[:3]}) + b"\n")  # wrong length: skipped
+    recovery = SpendJournal(tmp_path).recover()
+    assert recovery.bad_lines == 1
+    assert recovery.entries == [SpendEntry("r1", T0, "key-9", cost_micro=5)]
 
 
 def test_unknown_ops_and_junk_are_skipped(tmp_path: Path) -> None:

@@ -17,10 +17,14 @@ After a crash, `recover()` turns the previous run's segments into spend entries:
 File format (one directory per gateway process, guarded by an flock on `journal.lock`; segments
 `spend-000000000001.jsonl`, numbered upwards, each line one JSON object):
 
-    {"op":"segment","version":1,"segment":1,"pid":4242,"created":"2025-..."}   first line
-    {"op":"begin","entry":{...SpendEntry...}}                                  request sent upstream
-    {"op":"end","entry":{...SpendEntry...}}                                    answer done, final cost
-    {"op":"checkpoint","ids":["req-1","req-2"]}                               these ends are in the sink
+    {"op":"segment","version":1,"segment":1,"pid":4242,"created":"2025-...","fields":["request_id",...]}
+    {"op":"begin","v":["req-1","2025-03-01T12:00:00+00:00","key-1",...]}   request sent upstream
+    {"op":"end","v":["req-1",...]}                                          answer done, final cost
+    {"op":"checkpoint","ids":["req-1","req-2"]}                            these ends are in the sink
+
+An entry is the list of its `SpendEntry` field values in the order the segment header's `fields`
+names: half the bytes of a keyed object, and about twice as fast to encode (orjson walks a slotted
+dataclass attribute by attribute), while a reader still maps values to names per segment.
 
 Segments rotate past `max_segment_bytes`. At rotation the `begin` lines of requests still in
 flight are copied to the head of the new segment, so an old segment is only needed until its
@@ -35,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import operator
 import os
 import re
 from dataclasses import fields
@@ -54,7 +59,12 @@ DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 
 _SEGMENT_NAME = re.compile(r"^spend-(\d{12})\.jsonl$")
 _LOCK_NAME = "journal.lock"
-_ENTRY_FIELDS = frozenset(f.name for f in fields(SpendEntry))
+ENTRY_FIELDS = tuple(f.name for f in fields(SpendEntry))
+_ENTRY_FIELD_SET = frozenset(ENTRY_FIELDS)
+_entry_values = operator.attrgetter(*ENTRY_FIELDS)
+_BEGIN = b'{"op":"begin","v":'
+_END = b'{"op":"end","v":'
+_CLOSE = b"}\n"
 _DATETIME_FIELDS = ("started_at", "finished_at")
 
 
@@ -79,12 +89,17 @@ def list_segments(directory: Path) -> list[int]:
 
 def entry_from_json(data: dict[str, Any]) -> SpendEntry:
     """A `SpendEntry` from its journal form; unknown keys (a newer writer's) are ignored."""
-    kwargs = {k: v for k, v in data.items() if k in _ENTRY_FIELDS}
+    kwargs = {k: v for k, v in data.items() if k in _ENTRY_FIELD_SET}
     for name in _DATETIME_FIELDS:
         value = kwargs.get(name)
         if isinstance(value, str):
             kwargs[name] = datetime.fromisoformat(value)
     return SpendEntry(**kwargs)
+
+
+def entry_line(op: str, entry: SpendEntry) -> bytes:
+    """The journal line for `entry` (`op` is "begin" or "end")."""
+    return b'{"op":"%s","v":' % op.encode() + orjson.dumps(_entry_values(entry)) + _CLOSE
 
 
 class Recovery:
@@ -108,6 +123,7 @@ def read_segments(directory: Path, numbers: list[int]) -> Recovery:
     recovery.segments = list(numbers)
     for number in numbers:
         content = segment_path(directory, number).read_bytes()
+        names: list[str] | tuple[str, ...] = ENTRY_FIELDS
         for line in content.split(b"\n"):
             if not line:
                 continue
@@ -115,17 +131,21 @@ def read_segments(directory: Path, numbers: list[int]) -> Recovery:
                 record = orjson.loads(line)
                 op = record["op"]
                 if op == "begin":
-                    entry = record["entry"]
+                    values = dict(zip(names, record["v"], strict=True))
                     # carried-forward copies of a begin are identical: keep the first
-                    begins.setdefault(entry["request_id"], entry)
+                    begins.setdefault(values["request_id"], values)
                 elif op == "end":
-                    entry = record["entry"]
-                    ends[entry["request_id"]] = entry
+                    values = dict(zip(names, record["v"], strict=True))
+                    ends[values["request_id"]] = values
                 elif op == "checkpoint":
                     written.update(record["ids"])
-                elif op == "segment" and record.get("version", FORMAT_VERSION) > FORMAT_VERSION:
-                    log.warning("spend journal segment %d has format version %s", number, record["version"])
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+                elif op == "segment":
+                    names = record.get("fields", names)
+                    if record.get("version", FORMAT_VERSION) > FORMAT_VERSION:
+                        log.warning(
+                            "spend journal segment %d has format version %s", number, record["version"]
+                        )
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 recovery.bad_lines += 1
     for request_id, data in begins.items():
         if request_id in ends:
@@ -200,7 +220,7 @@ class SpendJournal:
 
     def begin(self, entry: SpendEntry) -> None:
         """Record that `entry`'s request is about to go upstream; raises JournalError if it cannot."""
-        line = orjson.dumps({"op": "begin", "entry": entry}, option=orjson.OPT_APPEND_NEWLINE)
+        line = _BEGIN + orjson.dumps(_entry_values(entry)) + _CLOSE
         try:
             self._append(line)
         except OSError as exc:
@@ -212,7 +232,7 @@ class SpendJournal:
 
     def end(self, entry: SpendEntry) -> None:
         """Record `entry`'s final usage and cost; never raises (the answer has already gone out)."""
-        line = orjson.dumps({"op": "end", "entry": entry}, option=orjson.OPT_APPEND_NEWLINE)
+        line = _END + orjson.dumps(_entry_values(entry)) + _CLOSE
         try:
             self._append(line)
         except OSError:
@@ -331,6 +351,7 @@ class SpendJournal:
             "segment": number,
             "pid": os.getpid(),
             "created": datetime.now(UTC),
+            "fields": ENTRY_FIELDS,
         }
         # The begins of requests still in flight open the new segment, so older segments are
         # needed only until their ends are checkpointed.
