@@ -14,8 +14,17 @@ written before the writer accepts new work, and returned so the gateway can re-s
 counters. The sink must upsert by `request_id` (a crash between a sink write and its checkpoint
 replays that batch), letting a final entry replace an interrupted one.
 
+The returned replay can hold entries the sink already had (a crash between a commit and its
+checkpoint), so budget counters should be re-seeded from the sink after `start()`, or by request id,
+not by adding the list blindly.
+
 Limits: while the sink is down, entries wait in memory (and segments on disk); watch `pending`.
-A power loss can lose what was not yet fsynced (see `fsync_interval`); a process crash cannot.
+`start()` waits for the sink; a caller that gives up (`asyncio.wait_for`) loses nothing, the
+segments stay for the next start. A power loss can lose what was not yet fsynced (see
+`fsync_interval`); a process crash cannot. One journal directory per gateway process: with several
+workers, give each a stable directory of its own, so a restarted worker replays its predecessor's.
+Entries passed to `record()` without a journal `end` (requests that never went upstream) are only
+as safe as memory.
 """
 
 from __future__ import annotations
@@ -177,11 +186,13 @@ class SpendWriter:
 
     async def _write(self, batch: list[SpendEntry]) -> None:
         delay = self._retry_initial
+        streak = 0
         while True:
             try:
                 await self._sink.write_spend(batch)
             except Exception:
                 self.failures += 1
+                streak += 1
                 if not self._failing:
                     self._failing = True
                     log.exception("spend sink failed; retrying, %d entries waiting", self.pending)
@@ -191,7 +202,7 @@ class SpendWriter:
                 continue
             if self._failing:
                 self._failing = False
-                log.warning("spend sink recovered after %d failed writes", self.failures)
+                log.warning("spend sink recovered after %d failed writes", streak)
             self.written += len(batch)
             return
 
