@@ -268,6 +268,7 @@ def start_cloudgate(bench: Bench) -> Endpoint:
     config = bench.workdir / "cloudgate.yaml"
     settings = {
         "gateway": {"host": "127.0.0.1", "port": port, "keys": [API_KEY], "log_requests": True},
+        "data_dir": str(bench.workdir / "data"),  # the store (SQLite) and the spend journal
         "vertex": {
             "project_id": "p",
             "region": "us-east5",

@@ -90,6 +90,7 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
         overrides = _merge(
             {
                 "gateway": {"keys": [GATEWAY_KEY], "log_requests": False},
+                "data_dir": str(tmp_path / f"data-{emu_srv.port}"),
                 "vertex": {
                     "project_id": UPSTREAM_PROJECT,
                     "region": "us-east5",

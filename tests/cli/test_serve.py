@@ -30,10 +30,12 @@ def test_bad_settings_exit_with_a_message(tmp_path: Path):
     assert proc.returncode != 0 and "gateway.port" in err and "Traceback" not in err
 
 
-def test_refuses_to_run_without_keys_off_loopback(tmp_path: Path):
-    proc = _cloudgate("serve", "--host", "0.0.0.0", "--port", str(free_port()))
+def test_refuses_keyless_mode_off_loopback(tmp_path: Path):
+    proc = _cloudgate(
+        "serve", "--host", "0.0.0.0", "--port", str(free_port()), env={"CLOUDGATE_ALLOW_KEYLESS": "1"}
+    )
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode != 0 and "no gateway keys" in err
+    assert proc.returncode != 0 and "only allowed with a loopback host" in err and "Traceback" not in err
 
 
 def test_serves_requests_from_a_settings_file(tmp_path: Path):
@@ -41,6 +43,7 @@ def test_serves_requests_from_a_settings_file(tmp_path: Path):
         port = free_port()
         config = tmp_path / "cloudgate.yaml"
         config.write_text(
+            f"data_dir: {tmp_path / 'data'}\n"
             f"gateway:\n  port: {port}\n  keys: [k]\n"
             f"vertex:\n  project_id: p\n  base_url: {emulator.url}/v1\n  access_token: tok\n"
         )

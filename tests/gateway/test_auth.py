@@ -33,10 +33,13 @@ def test_missing_and_wrong_keys():
 
 def test_keyless_only_on_loopback():
     assert KeyAuthenticator(GatewaySettings(allow_keyless=True)).authenticate(_scope()) is ANONYMOUS
-    with pytest.raises(ValueError, match="no gateway keys"):
+    with pytest.raises(ValueError, match="loopback"):
         KeyAuthenticator(GatewaySettings(allow_keyless=True, host="0.0.0.0"))
     with pytest.raises(ValueError, match="no gateway keys"):
         KeyAuthenticator(GatewaySettings())
+    # With keys in the store, no configured keys is normal: every key is checked there.
+    with pytest.raises(AuthError, match="missing"):
+        KeyAuthenticator(GatewaySettings(), store_keys=True).authenticate(_scope())
 
 
 def test_key_ids_do_not_reveal_keys():

@@ -120,6 +120,7 @@ async def _demo(args: argparse.Namespace) -> int:
         env={},  # the demo is hermetic: nothing in the caller's environment changes it
         overrides={
             "gateway": {"host": host, "port": gateway_port, "keys": [key]},
+            "data_dir": str(state_dir),
             "provider": args.provider,
             "vertex": {
                 "project_id": DEMO_PROJECT,

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from cloudgate import __version__
-from cloudgate.cli import demo, emulator, serve
+from cloudgate.cli import db, demo, emulator, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     emulator.add_parser(sub)
     demo.add_parser(sub)
+    db.add_parser(sub)
     return parser
 
 

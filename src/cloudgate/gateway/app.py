@@ -22,16 +22,18 @@ from cloudgate import __version__
 from cloudgate.catalog import Catalog, default_catalog
 from cloudgate.config.settings import Settings
 from cloudgate.gateway import caching, proxy
-from cloudgate.gateway.auth import AuthError, Caller, KeyAuthenticator, is_sigv4
+from cloudgate.gateway.auth import AuthError, Caller, KeyAuthenticator, is_sigv4, presented_keys
 from cloudgate.gateway.frontdoors import anthropic as anthropic_door
 from cloudgate.gateway.frontdoors import bedrock as bedrock_door
 from cloudgate.gateway.frontdoors import vertex as vertex_door
 from cloudgate.gateway.frontdoors.validation import InvalidJSON
+from cloudgate.gateway.governor import Governor
 from cloudgate.gateway.http import BodyTooLarge, ClientGone, headers_dict, read_body, send_response
 from cloudgate.gateway.records import JsonLinesSink, RecordSink, RequestRecord
 from cloudgate.gateway.types import Receive, Scope, Send
+from cloudgate.governance.types import Principal
 from cloudgate.protocol.errors import GatewayError, aws_error_body
-from cloudgate.protocol.messages import MessagesCall, Operation
+from cloudgate.protocol.messages import MessagesCall, Operation, Usage
 from cloudgate.providers.base import Provider
 from cloudgate.providers.transport import Timeouts, Transport
 from cloudgate.routing import Router
@@ -57,6 +59,7 @@ class GatewayState:
     router: Router
     auth: KeyAuthenticator
     sinks: list[RecordSink] = field(default_factory=list)
+    governor: Governor | None = None
     started: bool = False
 
 
@@ -82,6 +85,8 @@ class GatewayApp:
         """Start providers (credentials, refreshers)."""
         if self.state.started:
             return
+        if self.state.governor is not None:
+            await self.state.governor.start()
         for provider in self.state.providers.values():
             await provider.start()
         bedrock = self.state.providers.get("bedrock")
@@ -99,6 +104,11 @@ class GatewayApp:
             except Exception:  # a failing provider must not keep the others open
                 log.exception("closing provider %s failed", provider.name)
         await self.state.transport.close()
+        if self.state.governor is not None:
+            try:
+                await self.state.governor.close()
+            except Exception:  # the other resources must still be released
+                log.exception("closing governance failed")
         for sink in self.state.sinks:
             try:
                 sink.close()
@@ -201,9 +211,9 @@ class GatewayApp:
             await self._reject(send, bedrock_door, 405, f"{method} is not allowed on {path}; use GET")
             return
         try:
-            self.state.auth.authenticate(scope)
-        except AuthError as exc:
-            await self._reject(send, bedrock_door, 401, str(exc))
+            await self._principal(scope)
+        except GatewayError as exc:
+            await self._reject(send, bedrock_door, exc.status, exc.message)
             return
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         status, body, headers = bedrock_door.profiles_response(
@@ -217,9 +227,9 @@ class GatewayApp:
 
     async def _models(self, scope: Scope, send: Send) -> None:
         try:
-            self.state.auth.authenticate(scope)
-        except AuthError as exc:
-            await self._reject(send, anthropic_door, 401, str(exc))
+            await self._principal(scope)
+        except GatewayError as exc:
+            await self._reject(send, anthropic_door, exc.status, exc.message)
             return
         if self._models_body is None:
             self._models_body = anthropic_door.models_body(
@@ -274,8 +284,9 @@ class GatewayApp:
     ) -> None:
         state = self.state
         signed = door is bedrock_door and is_sigv4(scope)
+        principal: Principal | None = None
         if not signed:  # reject unauthenticated callers before reading their bodies
-            record.caller = self._authenticate(scope).key_id
+            principal = await self._principal(scope)
         try:
             raw = await read_body(scope, receive, self._max_body)
         except BodyTooLarge:
@@ -285,7 +296,9 @@ class GatewayApp:
         except ClientGone:
             raise proxy.ClientDisconnected from None
         if signed:  # a SigV4 signature covers the body
-            record.caller = self._authenticate(scope, raw).key_id
+            principal = await self._principal(scope, raw)
+        assert principal is not None
+        record.caller = principal.key_id
         headers = headers_dict(scope)
         call = parse(raw, headers)
         call.request_id = record.request_id
@@ -307,7 +320,42 @@ class GatewayApp:
         provider = state.providers.get(target.provider)
         if provider is None:
             raise GatewayError(500, f"provider {target.provider!r} is not configured", error_type="api_error")
-        await proxy.forward(provider, call, target, record, receive, send)
+        governor = state.governor
+        ticket = await governor.admit(principal, call, target, record) if governor is not None else None
+        cost = None
+        if ticket is not None and governor is not None:
+            priced = ticket
+
+            def cost(usage: Usage) -> int:
+                return governor.price(priced, usage)
+
+        try:
+            await proxy.forward(provider, call, target, record, receive, send, cost)
+        except GatewayError as err:
+            record.status, record.error_type, record.error_message = err.status, err.error_type, err.message
+            raise
+        except proxy.ClientDisconnected:
+            record.status, record.error_type = 499, "client_disconnected"
+            raise
+        finally:
+            if ticket is not None and governor is not None:
+                await governor.finish(ticket, record, call.operation.value)
+
+    async def _principal(self, scope: Scope, signed_body: bytes | None = None) -> Principal:
+        """Who is calling: a configured key, the admin key, or a key from the store."""
+        try:
+            caller = self._authenticate(scope, signed_body)
+            return Principal(key_id=caller.key_id, key_prefix=caller.key_id)
+        except GatewayError as err:
+            governor = self.state.governor
+            if governor is None or signed_body is not None:
+                raise
+            principal = await governor.principal(
+                presented_keys(scope, self.state.settings.gateway.auth_header)
+            )
+            if principal is None:
+                raise err from None
+            return principal
 
     def _authenticate(self, scope: Scope, signed_body: bytes | None = None) -> Caller:
         try:
@@ -358,8 +406,10 @@ def create_gateway_app(
     providers: dict[str, Provider] | None = None,
     sinks: list[RecordSink] | None = None,
     transport: Transport | None = None,
+    governance: bool = True,
 ) -> GatewayApp:
-    """Build the gateway from settings. Providers default to the configured Vertex upstream."""
+    """Build the gateway from settings. Providers default to the configured upstream; with
+    `governance` (the default) keys, budgets, limits and spend live in the store."""
     if catalog is None:
         catalog = Catalog.from_file(settings.catalog_file) if settings.catalog_file else default_catalog()
     t = settings.gateway.timeouts
@@ -377,7 +427,8 @@ def create_gateway_app(
         transport=transport,
         providers=providers,
         router=Router(settings, catalog),
-        auth=KeyAuthenticator(settings.gateway),
+        auth=KeyAuthenticator(settings.gateway, admin_key=settings.admin_key, store_keys=governance),
         sinks=sinks,
+        governor=Governor(settings, catalog) if governance else None,
     )
     return GatewayApp(state)

@@ -49,10 +49,17 @@ def key_id(key: str) -> str:
 class KeyAuthenticator:
     """Checks the gateway key of each request against the configured keys."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(
+        self, settings: GatewaySettings, *, admin_key: str | None = None, store_keys: bool = False
+    ) -> None:
         self._keys = [(k.encode(), key_id(k)) for k in settings.keys]
-        self.keyless = not self._keys
-        if self.keyless and not (settings.allow_keyless and settings.is_loopback):
+        if admin_key:
+            self._keys.append((admin_key.encode(), "admin"))
+        # Keyless only when asked for: with keys in the store, an empty list here is normal.
+        self.keyless = settings.allow_keyless and not self._keys
+        if settings.allow_keyless and not settings.is_loopback:
+            raise ValueError("gateway.allow_keyless is only allowed with a loopback host")
+        if not self._keys and not store_keys and not self.keyless:
             raise ValueError(
                 "no gateway keys are configured: set gateway.keys (or CLOUDGATE_KEYS), "
                 "or gateway.allow_keyless with a loopback host for local use"
@@ -104,6 +111,16 @@ class KeyAuthenticator:
                 "this gateway has no keys to check a signature against", "UnrecognizedClientException"
             )
         raise AuthError(last.message, last.code)
+
+
+def presented_keys(scope: Scope, extra_header: str | None) -> list[str]:
+    """The key candidates a request carries, in the headers `authenticate` reads."""
+    extra = extra_header.lower().encode("latin-1") if extra_header else None
+    found = []
+    for name, value in scope["headers"]:
+        if name in (b"x-api-key", b"authorization") or (extra is not None and name == extra):
+            found.append(_strip_bearer(value).decode("latin-1"))
+    return found
 
 
 def is_sigv4(scope: Scope) -> bool:

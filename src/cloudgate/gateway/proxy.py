@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -20,7 +21,7 @@ from cloudgate.gateway.records import RequestRecord
 from cloudgate.gateway.types import Headers, Message, Receive, Send
 from cloudgate.protocol.errors import GatewayError
 from cloudgate.protocol.eventstream import EventStreamError
-from cloudgate.protocol.messages import MessagesCall, Operation, WireFormat
+from cloudgate.protocol.messages import MessagesCall, Operation, Usage, WireFormat
 from cloudgate.protocol.transcode import (
     EventStreamToSSE,
     Relay,
@@ -116,8 +117,11 @@ async def forward(
     record: RequestRecord,
     receive: Receive,
     send: Send,
+    cost: Callable[[Usage], int] | None = None,
 ) -> None:
     """Send `call` to `target` and relay the answer in the caller's wire format; fills `record`.
+
+    `cost` prices a whole answer's usage for the `x-cloudgate-cost-usd` header.
 
     Raises `GatewayError` (before any byte was sent) or `ClientDisconnected`.
     """
@@ -136,7 +140,7 @@ async def forward(
             await _relay_stream(resp, relay, headers, record, send)
         else:
             headers = _response_headers(resp, record.request_id, caller)
-            await _relay_whole(resp, call, headers, record, send)
+            await _relay_whole(resp, call, headers, record, send, cost)
         watch.done()
     except asyncio.CancelledError:
         if not watch.fired:
@@ -156,12 +160,19 @@ async def forward(
 
 
 async def _relay_whole(
-    resp: UpstreamResponse, call: MessagesCall, headers: Headers, record: RequestRecord, send: Send
+    resp: UpstreamResponse,
+    call: MessagesCall,
+    headers: Headers,
+    record: RequestRecord,
+    send: Send,
+    cost: Callable[[Usage], int] | None,
 ) -> None:
     body = await resp.read()
     usage, stop, _model = usage_from_message(body)
     record.usage = usage
     record.stop_reason = stop
+    if cost is not None and call.operation is Operation.MESSAGES:
+        headers.append((b"x-cloudgate-cost-usd", f"{cost(usage) / 1_000_000:.6f}".encode()))
     if call.operation is Operation.COUNT_TOKENS:
         # The one answer whose shape differs: {"input_tokens": N} vs Bedrock's {"inputTokens": N}.
         key = "inputTokens" if call.frontdoor is WireFormat.BEDROCK else "input_tokens"

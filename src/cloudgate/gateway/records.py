@@ -41,6 +41,7 @@ class RequestRecord:
     duration_ms: float = 0.0
     session_id: str | None = None
     betas: list[str] = field(default_factory=list)
+    cost_micro: int | None = None  # priced by governance; None when it is off
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
@@ -65,6 +66,7 @@ class RequestRecord:
             "duration_ms": round(self.duration_ms, 3),
             "session_id": self.session_id,
             "betas": self.betas,
+            "cost_usd": None if self.cost_micro is None else self.cost_micro / 1_000_000,
         }
 
 

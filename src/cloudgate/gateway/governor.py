@@ -1,0 +1,257 @@
+"""Governance around each call: whose key, which models, how fast, how much, and what it cost.
+
+Before the upstream call: the key becomes a `Principal` (store lookup behind a short cache, so
+revocation takes effect within seconds and the hot path rarely touches the database), the model
+is checked against the key's allow-list, rate limits admit the request, the budgets reserve its
+worst-case cost, and the spend journal records that it began. After: the real usage is priced,
+the reservation settled, the limits told the output, and the spend entry journalled and queued
+for the database. A gateway killed in between leaves the journal to say what was in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cloudgate.catalog import Catalog
+from cloudgate.config.settings import Settings
+from cloudgate.gateway.records import RequestRecord
+from cloudgate.governance.budgets import BudgetExceeded, BudgetGuard, Reservation
+from cloudgate.governance.counters import Counters, MemoryCounters, RedisCounters
+from cloudgate.governance.journal import JournalError, SpendJournal
+from cloudgate.governance.pricing import estimate_input_tokens, max_cost_micro, price_usage
+from cloudgate.governance.ratelimits import Admission, LimitName, RateLimited, RateLimiter
+from cloudgate.governance.spend import SpendWriter
+from cloudgate.governance.types import BudgetRule, Principal, SpendEntry
+from cloudgate.protocol.errors import GatewayError
+from cloudgate.protocol.messages import MessagesCall, Operation, Usage
+from cloudgate.providers.base import Target
+from cloudgate.store.engine import data_dir, database_url
+from cloudgate.store.keys import hash_key
+from cloudgate.store.migrate import upgrade
+from cloudgate.store.repositories import Store
+
+log = logging.getLogger("cloudgate.governance")
+
+_CACHE_SECONDS = 5.0  # how long a key lookup is trusted: revocation takes effect within this
+_MISS_SECONDS = 1.0  # unknown keys are remembered briefly, so a flood of bad keys stays cheap
+_CACHE_LIMIT = 100_000
+_DEFAULT_MAX_TOKENS = 4096  # a count-tokens call or a body without max_tokens
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What `admit` reserved for one call, for `finish` to settle."""
+
+    principal: Principal
+    entry: SpendEntry
+    admission: Admission | None
+    reservation: Reservation | None
+    started: float
+    betas: tuple[str, ...]
+
+
+class Governor:
+    """Keys from the store, budgets, rate limits and the spend log, for one gateway process."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, *, counters: Counters | None = None) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._url = database_url(settings)
+        self.store = Store.open(self._url)
+        if counters is None:
+            counters = RedisCounters.from_url(settings.redis_url) if settings.redis_url else MemoryCounters()
+        self.counters = counters
+        self.budgets = BudgetGuard(counters, self._load_spent)
+        self.limiter = RateLimiter(counters)
+        journal_dir = (
+            Path(settings.store.journal_dir) if settings.store.journal_dir else data_dir(settings) / "journal"
+        )
+        self._journal_dir = journal_dir
+        self.writer: SpendWriter | None = None
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    async def start(self) -> None:
+        """Migrate the database if configured, then replay the journal of a previous run."""
+        if self._settings.store.migrate_on_start:
+            await upgrade(self._url)
+        self.writer = SpendWriter(SpendJournal(self._journal_dir), self.store.spend_sink())
+        replayed = await self.writer.start()
+        if replayed:
+            log.warning("recorded %d requests left in the spend journal by a previous run", len(replayed))
+
+    async def close(self) -> None:
+        """Write out every queued spend entry and release connections."""
+        if self.writer is not None:
+            await self.writer.close()
+            self.writer.journal.close()
+        await self.counters.aclose()
+        await self.store.close()
+
+    async def _load_spent(self, rule: BudgetRule, since: datetime) -> int:
+        return await self.store.spend.spent_micro(rule.scope, rule.scope_id, since)
+
+    # -- who is calling -----------------------------------------------------------------------
+
+    async def principal(self, presented: Iterable[str]) -> Principal | None:
+        """The principal behind the first presented key the store knows, or None."""
+        now = time.monotonic()
+        for key in presented:
+            if not key:
+                continue
+            digest = hash_key(key)
+            cached = self._cache.get(digest)
+            if cached is not None and cached[0] > now:
+                principal = cached[1]
+            else:
+                principal = await self.store.keys.principal_for_hash(digest)
+                if len(self._cache) >= _CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache[digest] = (now + (_CACHE_SECONDS if principal else _MISS_SECONDS), principal)
+            if principal is not None:
+                expires = principal.expires_at
+                if expires is not None and expires <= datetime.now(UTC):
+                    continue
+                return principal
+        return None
+
+    # -- around one call ----------------------------------------------------------------------
+
+    async def admit(
+        self, principal: Principal, call: MessagesCall, target: Target, record: RequestRecord
+    ) -> Ticket:
+        """Check the model, admit against the rate limits, reserve the worst-case cost, and
+        journal the start; raises `GatewayError` in caller-neutral terms when refused."""
+        if principal.allowed_models is not None and not self._model_allowed(principal, call, target):
+            raise GatewayError(403, f"this key may not use model {call.model}", error_type="permission_error")
+        entry_model = self._catalog.lookup(target.model)
+        input_upper = estimate_input_tokens(len(call.raw_body) or _body_size(call))
+        admission: Admission | None = None
+        reservation: Reservation | None = None
+        try:
+            if principal.limits:
+                admission = await self.limiter.admit(principal, input_upper)
+            if principal.budgets:
+                max_tokens = call.body.get("max_tokens")
+                if call.operation is Operation.COUNT_TOKENS:
+                    cost = 0
+                else:
+                    cost = max_cost_micro(
+                        entry_model,
+                        input_tokens_upper=input_upper,
+                        max_tokens=max_tokens if isinstance(max_tokens, int) else _DEFAULT_MAX_TOKENS,
+                        provider=target.provider,
+                        region=target.region,
+                        betas=call.betas,
+                    )
+                reservation = await self.budgets.reserve(principal, cost)
+        except RateLimited as exc:
+            raise _rate_limited(exc) from None
+        except BudgetExceeded as exc:
+            if admission is not None:
+                await self.limiter.finish(admission, 0, 0)
+            raise GatewayError(402, str(exc), error_type="billing_error") from None
+        entry = SpendEntry(
+            request_id=record.request_id,
+            started_at=datetime.now(UTC),
+            key_id=principal.key_id,
+            user_id=principal.user_id,
+            team_id=principal.team_id,
+            frontdoor=record.frontdoor,
+            provider=target.provider,
+            model=call.model,
+            upstream_model=target.model,
+            region=target.region or "",
+            reserved_micro=reservation.amount if reservation is not None else 0,
+            session_id=record.session_id,
+            tags=list(principal.tags),
+        )
+        if self.writer is not None and call.operation is Operation.MESSAGES:
+            try:
+                self.writer.journal.begin(entry)
+            except JournalError as exc:
+                # Unrecorded spend is worse than a refused request: refuse, and give back the holds.
+                log.error("spend journal write failed: %s", exc)
+                if reservation is not None:
+                    await self.budgets.release(reservation)
+                if admission is not None:
+                    await self.limiter.finish(admission, 0, 0)
+                raise GatewayError(
+                    503, "the gateway cannot record spend right now", error_type="api_error"
+                ) from None
+        return Ticket(principal, entry, admission, reservation, time.perf_counter(), tuple(call.betas))
+
+    def price(self, ticket: Ticket, usage: Usage) -> int:
+        """The cost of an answer with this usage, in micro-dollars."""
+        entry = self._catalog.lookup(ticket.entry.upstream_model)
+        cost = price_usage(
+            usage,
+            entry,
+            provider=ticket.entry.provider,
+            region=ticket.entry.region or None,
+            betas=ticket.betas,
+        )
+        return cost.micro
+
+    async def finish(self, ticket: Ticket, record: RequestRecord, operation: str) -> None:
+        """Settle what `admit` reserved with what the answer really cost, and log the spend."""
+        cost = self.price(ticket, record.usage) if operation == Operation.MESSAGES.value else 0
+        usage = record.usage
+        entry = ticket.entry
+        entry.status = record.status
+        entry.input_tokens = usage.input_tokens
+        entry.output_tokens = usage.output_tokens
+        entry.cache_read_tokens = usage.cache_read_input_tokens
+        split_1h = usage.cache_creation_1h_input_tokens
+        entry.cache_write_1h_tokens = split_1h
+        entry.cache_write_5m_tokens = max(0, usage.cache_creation_input_tokens - split_1h)
+        entry.cost_micro = cost
+        entry.latency_ms = round((time.perf_counter() - ticket.started) * 1000, 3)
+        entry.first_token_ms = record.first_byte_ms
+        entry.error_type = record.error_type
+        entry.finished_at = datetime.now(UTC)
+        record.cost_micro = cost
+        if self.writer is not None and operation == Operation.MESSAGES.value:
+            self.writer.finish(entry)
+        try:
+            if ticket.reservation is not None:
+                await self.budgets.settle(ticket.reservation, cost)
+            if ticket.admission is not None:
+                await self.limiter.finish(ticket.admission, usage.total_input_tokens, usage.output_tokens)
+        except Exception:  # a counter outage must not turn a served answer into an error
+            log.exception("settling request %s failed", record.request_id)
+
+    def _model_allowed(self, principal: Principal, call: MessagesCall, target: Target) -> bool:
+        allowed = principal.allowed_models or frozenset()
+        entry = self._catalog.lookup(target.model)
+        names = {call.model, target.model}
+        if entry is not None:
+            names.update({entry.id, *entry.aliases})
+        return bool(names & allowed)
+
+
+def _body_size(call: MessagesCall) -> int:
+    import orjson
+
+    return len(orjson.dumps(call.body))
+
+
+def _rate_limited(exc: RateLimited) -> GatewayError:
+    """A refusal with the headers the Anthropic API sends on a 429."""
+    headers = {"retry-after": exc.retry_after_header}
+    family = exc.limit_name.value
+    if exc.limit_name is not LimitName.CONCURRENT:
+        headers[f"anthropic-ratelimit-{family}-limit"] = str(exc.limit)
+        headers[f"anthropic-ratelimit-{family}-remaining"] = str(max(0, exc.remaining))
+        headers[f"anthropic-ratelimit-{family}-reset"] = exc.reset_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    message = (
+        f"rate limit of {exc.limit} {family} per minute reached for this {exc.scope}; "
+        f"retry after {exc.retry_after_header}s"
+    )
+    if exc.limit_name is LimitName.CONCURRENT:
+        message = f"{exc.limit} concurrent requests already running for this {exc.scope}"
+    return GatewayError(429, message, error_type="rate_limit_error", headers=headers)
