@@ -15,6 +15,7 @@ from cloudgate.config import load_settings
 from cloudgate.emulator import EmulatorApp, EmulatorConfig, create_emulator_app, write_service_account_key
 from cloudgate.gateway import GatewayApp, create_gateway_app
 from cloudgate.gateway.records import MemorySink
+from cloudgate.store.engine import database_url
 from cloudgate.util.server import BackgroundServer, serving
 
 GATEWAY_KEY = "cg-test-key-0123456789"
@@ -32,6 +33,7 @@ class Stack:
     gateway: GatewayApp
     gateway_server: BackgroundServer
     sink: MemorySink
+    db_url: str = ""
     key: str = GATEWAY_KEY
 
     @property
@@ -103,9 +105,10 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
             settings or {},
         )
         sink = MemorySink()
-        gw_app = create_gateway_app(load_settings(env={}, overrides=overrides), sinks=[sink])
+        settings = load_settings(env={}, overrides=overrides)
+        gw_app = create_gateway_app(settings, sinks=[sink])
         gw_srv = stack.enter_context(serving(gw_app))
-        return Stack(emu_app, emu_srv, gw_app, gw_srv, sink)
+        return Stack(emu_app, emu_srv, gw_app, gw_srv, sink, database_url(settings))
 
     with stack:
         yield make

@@ -74,6 +74,7 @@ class Governor:
         self._journal_dir = journal_dir
         self.writer: SpendWriter | None = None
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self.cache_seconds = _CACHE_SECONDS
 
     async def start(self) -> None:
         """Migrate the database if configured, then replay the journal of a previous run."""
@@ -111,7 +112,7 @@ class Governor:
                 principal = await self.store.keys.principal_for_hash(digest)
                 if len(self._cache) >= _CACHE_LIMIT:
                     self._cache.clear()
-                self._cache[digest] = (now + (_CACHE_SECONDS if principal else _MISS_SECONDS), principal)
+                self._cache[digest] = (now + (self.cache_seconds if principal else _MISS_SECONDS), principal)
             if principal is not None:
                 expires = principal.expires_at
                 if expires is not None and expires <= datetime.now(UTC):

@@ -1,0 +1,168 @@
+"""Governance through the gateway: store keys, allow-lists, rate limits, budgets, spend."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+import requests
+
+from cloudgate.governance.types import Limits, Period, Scope, usd_to_micro
+from cloudgate.store.repositories import Store
+from tests.conftest import Stack
+from tests.gateway.wire_clients import send
+
+MSG = {"role": "user", "content": "Hello there"}
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _with_store(stack: Stack, fn: Any) -> Any:
+    store = Store.open(stack.db_url)
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def new_key(stack: Stack, **kw: Any) -> tuple[str, str]:
+    """A fresh store key: (plaintext, key id)."""
+    created = run(_with_store(stack, lambda s: s.keys.create("test", **kw)))
+    return created.plaintext, created.key.id
+
+
+def spend_rows(stack: Stack, expected: int, timeout: float = 10.0) -> list[Any]:
+    """The spend log's rows once there are `expected` requests in it."""
+    since = datetime.now(UTC) - timedelta(hours=1)
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = run(_with_store(stack, lambda s: s.spend.spend_report("key", since)))
+        if sum(r.requests for r in rows) >= expected or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+def ask(stack: Stack, key: str, model: str = "claude-sonnet-4-5", **body: Any) -> requests.Response:
+    doc = {"model": model, "max_tokens": 20, "messages": [MSG], **body}
+    return requests.post(
+        f"{stack.url}/v1/messages", data=orjson.dumps(doc), headers={"x-api-key": key}, timeout=30
+    )
+
+
+def test_store_key_is_accepted_priced_and_logged(gw: Stack) -> None:
+    key, key_id = new_key(gw)
+    resp = ask(gw, key)
+    assert resp.status_code == 200, resp.text
+    cost = float(resp.headers["x-cloudgate-cost-usd"])
+    usage = resp.json()["usage"]
+    # Sonnet 4.5 on us-east5 (regional: +10%): 3 and 15 USD per million tokens.
+    expected = (usage["input_tokens"] * 3 + usage["output_tokens"] * 15) * 1.1 / 1_000_000
+    assert cost == pytest.approx(expected, abs=1e-6)
+    (record,) = gw.records(1)
+    assert record.caller == key_id and record.cost_micro == round(cost * 1_000_000)
+    (row,) = spend_rows(gw, 1)
+    assert (row.group, row.requests) == (key_id, 1)
+    assert row.input_tokens == usage["input_tokens"] and row.output_tokens == usage["output_tokens"]
+    assert row.cost_micro == record.cost_micro
+
+
+def test_unknown_revoked_and_expired_keys_are_refused(gw: Stack) -> None:
+    assert ask(gw, "cg-not-a-real-key").status_code == 401
+    gw.gateway.state.governor.cache_seconds = 0.2  # type: ignore[union-attr]  # production: 5 s
+    key, key_id = new_key(gw)
+    assert ask(gw, key).status_code == 200
+    run(_with_store(gw, lambda s: s.keys.revoke(key_id)))
+    time.sleep(0.3)
+    refused = ask(gw, key)
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+    expired, _ = new_key(gw, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert ask(gw, expired).status_code == 401
+
+
+def test_model_allow_list(gw: Stack) -> None:
+    key, _ = new_key(gw, allowed_models=["claude-haiku-4-5"])
+    assert ask(gw, key, model="claude-haiku-4-5-20251001").status_code == 200
+    refused = ask(gw, key, model="claude-opus-4-6")
+    assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
+
+
+def test_rate_limit_is_a_429_with_anthropic_headers(gw: Stack) -> None:
+    key, key_id = new_key(gw)
+    run(_with_store(gw, lambda s: s.limits.set(Scope.KEY, key_id, Limits(requests_per_minute=2))))
+    assert [ask(gw, key).status_code for _ in range(2)] == [200, 200]
+    refused = ask(gw, key)
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "rate_limit_error"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["anthropic-ratelimit-requests-limit"] == "2"
+    assert refused.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    # The same refusal in the other wire formats.
+    vertex = send(
+        gw.url, key, "vertex", "claude-sonnet-4-5", {"max_tokens": 5, "messages": [MSG]}, stream=False
+    )
+    assert vertex.status == 429 and vertex.message["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert vertex.headers["retry-after"]
+    bedrock = send(
+        gw.url, key, "bedrock", "claude-sonnet-4-5", {"max_tokens": 5, "messages": [MSG]}, stream=False
+    )
+    assert bedrock.status == 429 and bedrock.headers["x-amzn-errortype"] == "ThrottlingException"
+
+
+def test_budget_exhausted_in_each_format(gw: Stack) -> None:
+    key, key_id = new_key(gw)
+    run(_with_store(gw, lambda s: s.budgets.set(Scope.KEY, key_id, Period.MONTHLY, usd_to_micro("0.000001"))))
+    anthropic = ask(gw, key)
+    assert anthropic.status_code == 402 and anthropic.json()["error"]["type"] == "billing_error"
+    assert "budget" in anthropic.json()["error"]["message"]
+    vertex = send(
+        gw.url, key, "vertex", "claude-sonnet-4-5", {"max_tokens": 5, "messages": [MSG]}, stream=False
+    )
+    assert vertex.status == 402 and "budget" in vertex.message["error"]["message"]
+    bedrock = send(
+        gw.url, key, "bedrock", "claude-sonnet-4-5", {"max_tokens": 5, "messages": [MSG]}, stream=False
+    )
+    assert bedrock.status == 403 and bedrock.headers["x-amzn-errortype"] == "AccessDeniedException"
+    assert not gw.upstream_calls
+
+
+def test_streamed_answers_are_priced_too(gw: Stack) -> None:
+    key, key_id = new_key(gw)
+    answer = send(
+        gw.url, key, "anthropic", "claude-haiku-4-5", {"max_tokens": 30, "messages": [MSG]}, stream=True
+    )
+    assert answer.status == 200
+    (record,) = gw.records(1)
+    usage = answer.message["usage"]
+    expected = (usage["input_tokens"] * 1 + usage["output_tokens"] * 5) * 1.1  # Haiku 4.5, regional
+    assert record.cost_micro == round(expected)
+    (row,) = spend_rows(gw, 1)
+    assert row.cost_micro == record.cost_micro
+
+
+def test_parallel_requests_cannot_overshoot_the_budget(gw: Stack) -> None:
+    gw.gateway.state.governor.cache_seconds = 0.0  # type: ignore[union-attr]  # see budget changes at once
+    key, key_id = new_key(gw)
+    # Each request: ~1,000 input tokens and 20 output tokens, ~$0.0036 of Sonnet at us-east5.
+    text = "lorem ipsum dolor sit amet " * 150
+    body = {"messages": [{"role": "user", "content": text}]}
+    probe = ask(gw, key, **body)
+    one = float(probe.headers["x-cloudgate-cost-usd"])
+    budget = usd_to_micro(one * 10)
+    run(_with_store(gw, lambda s: s.budgets.set(Scope.KEY, key_id, Period.DAILY, budget)))
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(lambda _: ask(gw, key, **body).status_code, range(100)))
+    assert set(statuses) <= {200, 402} and statuses.count(402) > 0
+    served = statuses.count(200) + 1
+    rows = spend_rows(gw, served)
+    spent = sum(r.cost_micro for r in rows)
+    max_cost = usd_to_micro(
+        one * 5
+    )  # the reservation covers the input at the 1-hour cache-write rate and more
+    assert spent <= budget + usd_to_micro(one) + max_cost
+    assert spent >= budget - max_cost - usd_to_micro(one)  # and the budget was actually used up
