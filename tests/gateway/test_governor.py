@@ -132,7 +132,7 @@ def test_budget_exhausted_in_each_format(gw: Stack) -> None:
 
 
 def test_streamed_answers_are_priced_too(gw: Stack) -> None:
-    key, key_id = new_key(gw)
+    key, _ = new_key(gw)
     answer = send(
         gw.url, key, "anthropic", "claude-haiku-4-5", {"max_tokens": 30, "messages": [MSG]}, stream=True
     )
