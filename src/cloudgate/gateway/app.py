@@ -305,6 +305,8 @@ class GatewayApp:
         record.model = call.model
         record.stream = call.stream
         record.session_id = headers.get("x-claude-code-session-id")
+        # Our request id goes upstream too, so the cloud's logs can be joined with ours.
+        call.passthrough_headers["x-cloudgate-request-id"] = record.request_id
         for name in ("x-claude-code-session-id", "x-claude-code-agent-id"):
             if name in headers:
                 call.passthrough_headers[name] = headers[name]

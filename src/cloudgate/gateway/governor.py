@@ -133,23 +133,24 @@ class Governor:
         input_upper = estimate_input_tokens(len(call.raw_body) or _body_size(call))
         admission: Admission | None = None
         reservation: Reservation | None = None
+        # The worst case is computed for every call, budget or not: it is what an interrupted
+        # request is charged when the gateway dies before the answer ends.
+        worst = 0
+        if call.operation is Operation.MESSAGES:
+            max_tokens = call.body.get("max_tokens")
+            worst = max_cost_micro(
+                entry_model,
+                input_tokens_upper=input_upper,
+                max_tokens=max_tokens if isinstance(max_tokens, int) else _DEFAULT_MAX_TOKENS,
+                provider=target.provider,
+                region=target.region,
+                betas=call.betas,
+            )
         try:
             if principal.limits:
                 admission = await self.limiter.admit(principal, input_upper)
             if principal.budgets:
-                max_tokens = call.body.get("max_tokens")
-                if call.operation is Operation.COUNT_TOKENS:
-                    cost = 0
-                else:
-                    cost = max_cost_micro(
-                        entry_model,
-                        input_tokens_upper=input_upper,
-                        max_tokens=max_tokens if isinstance(max_tokens, int) else _DEFAULT_MAX_TOKENS,
-                        provider=target.provider,
-                        region=target.region,
-                        betas=call.betas,
-                    )
-                reservation = await self.budgets.reserve(principal, cost)
+                reservation = await self.budgets.reserve(principal, worst)
         except RateLimited as exc:
             raise _rate_limited(exc) from None
         except BudgetExceeded as exc:
@@ -167,7 +168,7 @@ class Governor:
             model=call.model,
             upstream_model=target.model,
             region=target.region or "",
-            reserved_micro=reservation.amount if reservation is not None else 0,
+            reserved_micro=worst,
             session_id=record.session_id,
             tags=list(principal.tags),
         )
