@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from cloudgate.cli.demo import tool_round_trip_script
 from cloudgate.emulator import EmulatorConfig
@@ -194,3 +195,32 @@ def test_anthropic_and_vertex_modes_served_by_other_clouds(make_stack, tmp_path:
     second_home.mkdir()
     _assert_round_trip(stack, run_claude(vertex, second_home))
     assert {r.provider for r in stack.sink.records} == {backend}
+
+
+def test_store_key_then_exhausted_budget(scripted: Stack, tmp_path: Path) -> None:
+    import asyncio
+
+    from cloudgate.governance.types import Period, Scope
+    from cloudgate.store.repositories import Store
+
+    async def with_store(fn):  # type: ignore[no-untyped-def]
+        store = Store.open(scripted.db_url)
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    created = asyncio.run(with_store(lambda s: s.keys.create("developer")))
+    env = {"ANTHROPIC_BASE_URL": scripted.url, "ANTHROPIC_AUTH_TOKEN": created.plaintext}
+    _assert_round_trip(scripted, run_claude(env, tmp_path))
+    assert {r.caller for r in scripted.sink.records} == {created.key.id}
+
+    asyncio.run(with_store(lambda s: s.budgets.set(Scope.KEY, created.key.id, Period.MONTHLY, 1)))
+    scripted.gateway.state.governor.cache_seconds = 0.0  # type: ignore[union-attr]
+    scripted.gateway.state.governor._cache.clear()  # type: ignore[union-attr]
+    second = tmp_path / "again"
+    second.mkdir()
+    result = run_claude(env, second, prompt="say hi")
+    assert "budget" in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+    # The gateway stays healthy and other keys still work.
+    assert requests.get(f"{scripted.url}/health", timeout=5).json()["status"] == "ok"

@@ -166,3 +166,14 @@ def test_parallel_requests_cannot_overshoot_the_budget(gw: Stack) -> None:
     )  # the reservation covers the input at the 1-hour cache-write rate and more
     assert spent <= budget + usd_to_micro(one) + max_cost
     assert spent >= budget - max_cost - usd_to_micro(one)  # and the budget was actually used up
+
+
+def test_models_the_catalog_does_not_know_are_not_free(gw: Stack) -> None:
+    key, _ = new_key(gw)
+    resp = ask(gw, key, model="claude-opus-9-9")  # a future Opus: priced as the newest known one
+    assert resp.status_code == 200, resp.text
+    usage = resp.json()["usage"]
+    expected = (
+        (usage["input_tokens"] * 5 + usage["output_tokens"] * 25) * 1.1 / 1_000_000
+    )  # Opus 4.6, regional
+    assert float(resp.headers["x-cloudgate-cost-usd"]) == pytest.approx(expected, abs=1e-6)

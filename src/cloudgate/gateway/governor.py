@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cloudgate.catalog import Catalog
+from cloudgate.catalog import Catalog, ModelEntry
 from cloudgate.config.settings import Settings
 from cloudgate.gateway.records import RequestRecord
 from cloudgate.governance.budgets import BudgetExceeded, BudgetGuard, Reservation
@@ -75,6 +75,7 @@ class Governor:
         self.writer: SpendWriter | None = None
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self.cache_seconds = _CACHE_SECONDS
+        self._price_entries: dict[str, ModelEntry | None] = {}
 
     async def start(self) -> None:
         """Migrate the database if configured, then replay the journal of a previous run."""
@@ -129,7 +130,7 @@ class Governor:
         journal the start; raises `GatewayError` in caller-neutral terms when refused."""
         if principal.allowed_models is not None and not self._model_allowed(principal, call, target):
             raise GatewayError(403, f"this key may not use model {call.model}", error_type="permission_error")
-        entry_model = self._catalog.lookup(target.model)
+        entry_model = self._price_entry(target.model)
         input_upper = estimate_input_tokens(len(call.raw_body) or _body_size(call))
         admission: Admission | None = None
         reservation: Reservation | None = None
@@ -187,9 +188,35 @@ class Governor:
                 ) from None
         return Ticket(principal, entry, admission, reservation, time.perf_counter(), tuple(call.betas))
 
+    def _price_entry(self, model: str) -> ModelEntry | None:
+        """The catalog entry whose prices apply to `model`.
+
+        A model the catalog does not know yet is priced as the newest model of its family
+        (`claude-opus-5-5` as the newest Opus), else as the dearest model listed: budgets must
+        not let a new model through for free. The spend log shows the upstream id, so such
+        estimates can be found and repriced once the catalog learns the model.
+        """
+        cached = self._price_entries.get(model)
+        if cached is not None or model in self._price_entries:
+            return cached
+        entry = self._catalog.lookup(model)
+        if entry is None:
+            name = self._catalog.anthropic_id(model)
+            for family in ("opus", "sonnet", "haiku"):
+                default = self._catalog.family_default(family)
+                if family in name and default:
+                    entry = self._catalog.lookup(default)
+                    break
+            else:
+                entry = max(self._catalog.entries, key=lambda e: e.prices.output, default=None)
+            log.info("no prices for %s in the catalog: priced as %s", model, entry.id if entry else "nothing")
+        if len(self._price_entries) < 4096:
+            self._price_entries[model] = entry
+        return entry
+
     def price(self, ticket: Ticket, usage: Usage) -> int:
         """The cost of an answer with this usage, in micro-dollars."""
-        entry = self._catalog.lookup(ticket.entry.upstream_model)
+        entry = self._price_entry(ticket.entry.upstream_model)
         cost = price_usage(
             usage,
             entry,
