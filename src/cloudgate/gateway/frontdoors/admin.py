@@ -1,0 +1,902 @@
+"""The admin API under `/admin/v1/`: teams, users, keys, budgets, limits and spend, as JSON.
+
+One route table drives both the dispatcher and the OpenAPI document, so neither can list a
+route the other does not know. The caller has already authenticated the request as an admin.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+
+from cloudgate import __version__
+from cloudgate.gateway.frontdoors.admin_schemas import SCHEMAS
+from cloudgate.gateway.http import BodyTooLarge, ClientGone, read_body, send_response
+from cloudgate.gateway.types import Receive, Send
+from cloudgate.gateway.types import Scope as AsgiScope
+from cloudgate.governance.budgets import period_start
+from cloudgate.governance.types import (
+    BudgetRule,
+    Limits,
+    Period,
+    Scope,
+    ScopedLimits,
+    micro_to_usd,
+    usd_to_micro,
+)
+from cloudgate.store import UNSET, Conflict, NotFound, Store
+from cloudgate.store.apikeys import CreatedKey, KeyInfo
+from cloudgate.store.directory import TeamInfo, UserInfo
+from cloudgate.store.spend import ReportBy, SpendReportRow
+
+PREFIX = "/admin/v1"
+MAX_BODY_BYTES = 1 << 20
+REPORT_BY: tuple[ReportBy, ...] = ("key", "user", "team", "model", "day")
+LIMIT_FIELDS = (
+    "requests_per_minute",
+    "input_tokens_per_minute",
+    "output_tokens_per_minute",
+    "max_concurrent",
+)
+_RELATIVE = re.compile(r"^(\d+)([dhm])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+class AdminError(Exception):
+    """An answer other than success: status, error type and a message for the administrator."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+
+def invalid(message: str) -> AdminError:
+    """A 400 for a request the administrator can fix."""
+    return AdminError(400, "invalid_request_error", message)
+
+
+def not_found(message: str) -> AdminError:
+    """A 404 for an unknown id or path."""
+    return AdminError(404, "not_found_error", message)
+
+
+# -- views: what the API (and the CLI's JSON output) shows ----------------------------------------
+
+
+def iso(value: datetime | None) -> str | None:
+    """An aware datetime as ISO 8601 in UTC, or None."""
+    if value is None:
+        return None
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+
+
+def team_view(team: TeamInfo) -> dict[str, Any]:
+    """A team as JSON."""
+    return {"id": team.id, "name": team.name, "tags": list(team.tags), "created_at": iso(team.created_at)}
+
+
+def user_view(user: UserInfo) -> dict[str, Any]:
+    """A user as JSON."""
+    return {
+        "id": user.id,
+        "name": user.name,
+        "email": user.email,
+        "team_id": user.team_id,
+        "tags": list(user.tags),
+        "created_at": iso(user.created_at),
+    }
+
+
+def key_view(key: KeyInfo) -> dict[str, Any]:
+    """A key as JSON: its prefix identifies it; the key itself and its hash are never shown."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "user_id": key.user_id,
+        "team_id": key.team_id,
+        "is_admin": key.is_admin,
+        "allowed_models": None if key.allowed_models is None else list(key.allowed_models),
+        "tags": list(key.tags),
+        "created_at": iso(key.created_at),
+        "expires_at": iso(key.expires_at),
+        "revoked_at": iso(key.revoked_at),
+        "last_used_at": iso(key.last_used_at),
+    }
+
+
+def created_key_view(created: CreatedKey) -> dict[str, Any]:
+    """A key just issued: its info plus the plaintext, which no later answer repeats."""
+    return {"key": created.plaintext, **key_view(created.key)}
+
+
+def budget_view(
+    rule: BudgetRule, spent_micro: int | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """A budget as JSON, with what was spent in the current period when `spent_micro` is given."""
+    view: dict[str, Any] = {
+        "id": rule.budget_id,
+        "scope": rule.scope.value,
+        "scope_id": rule.scope_id,
+        "period": rule.period.value,
+        "amount_usd": micro_to_usd(rule.amount_micro),
+    }
+    if spent_micro is not None:
+        start = period_start(rule.period, now or datetime.now(UTC))
+        view["period_start"] = None if rule.period is Period.TOTAL else iso(start)
+        view["spent_usd"] = micro_to_usd(spent_micro)
+        view["remaining_usd"] = micro_to_usd(max(rule.amount_micro - spent_micro, 0))
+    return view
+
+
+def limits_view(scoped: ScopedLimits) -> dict[str, Any]:
+    """A key's, user's or team's rate limits as JSON (null: unlimited)."""
+    return {
+        "scope": scoped.scope.value,
+        "scope_id": scoped.scope_id,
+        **{name: getattr(scoped.limits, name) for name in LIMIT_FIELDS},
+    }
+
+
+def spend_view(row: SpendReportRow) -> dict[str, Any]:
+    """One row of a spend report as JSON."""
+    return {
+        "group": row.group,
+        "requests": row.requests,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "cache_write_5m_tokens": row.cache_write_5m_tokens,
+        "cache_write_1h_tokens": row.cache_write_1h_tokens,
+        "cache_read_tokens": row.cache_read_tokens,
+        "cost_usd": micro_to_usd(row.cost_micro),
+    }
+
+
+async def budgets_with_spend(
+    store: Store, scope: Scope | None = None, scope_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Budgets as JSON with the spend of their current period (shared with the CLI)."""
+    now = datetime.now(UTC)
+    out = []
+    for rule in await store.budgets.list(scope, scope_id):
+        since = None if rule.period is Period.TOTAL else period_start(rule.period, now)
+        spent = await store.spend.spent_micro(rule.scope, rule.scope_id, since)
+        out.append(budget_view(rule, spent, now))
+    return out
+
+
+def parse_when(value: str, field: str, now: datetime | None = None) -> datetime:
+    """`7d`, `24h`, `30m` (that long ago) or an ISO 8601 date or time (UTC unless it says)."""
+    text = value.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise invalid(
+            f"{field}: {value!r} is neither a duration (7d, 24h, 30m) nor an ISO 8601 date"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+# -- reading requests -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Request:
+    """One admin request: path parameters, query and (for writes) the JSON object body."""
+
+    params: dict[str, str]
+    query: dict[str, str]
+    body: dict[str, Any]
+
+
+class Body:
+    """Typed access to a JSON body that names the offending field in every error."""
+
+    def __init__(self, data: dict[str, Any], allowed: tuple[str, ...]) -> None:
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise invalid(f"{unknown[0]}: unknown field (expected one of: {', '.join(allowed)})")
+        self.data = data
+
+    def has(self, name: str) -> bool:
+        """Whether the body sets `name` at all (null included)."""
+        return name in self.data
+
+    def string(self, name: str, *, required: bool = False, nullable: bool = False) -> str | None:
+        """A non-empty string."""
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise invalid(f"{name}: required")
+            if name in self.data and not nullable:
+                raise invalid(f"{name}: must be a string, not null")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise invalid(f"{name}: must be a non-empty string")
+        return value.strip()
+
+    def strings(self, name: str, *, nullable: bool = False) -> list[str] | None:
+        """A list of non-empty strings."""
+        value = self.data.get(name)
+        if value is None:
+            if name in self.data and not nullable:
+                raise invalid(f"{name}: must be a list of strings, not null")
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise invalid(f"{name}: must be a list of non-empty strings")
+        return [v.strip() for v in value]
+
+    def boolean(self, name: str) -> bool | None:
+        """true or false."""
+        value = self.data.get(name)
+        if value is None:
+            if name in self.data:
+                raise invalid(f"{name}: must be true or false, not null")
+            return None
+        if not isinstance(value, bool):
+            raise invalid(f"{name}: must be true or false")
+        return value
+
+    def count(self, name: str, *, minimum: int = 1) -> int | None:
+        """A whole number of at least `minimum`, or null."""
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise invalid(f"{name}: must be a whole number of at least {minimum}")
+        return value
+
+    def usd(self, name: str) -> int:
+        """A non-negative amount of dollars, as micro-dollars."""
+        value = self.data.get(name)
+        if value is None:
+            raise invalid(f"{name}: required")
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise invalid(f"{name}: must be a number of US dollars")
+        try:
+            micro = usd_to_micro(value)
+        except ArithmeticError:
+            raise invalid(f"{name}: must be a number of US dollars") from None
+        if micro < 0:
+            raise invalid(f"{name}: cannot be negative")
+        return micro
+
+    def expiry(self, now: datetime) -> datetime | None:
+        """`expires_at` (ISO 8601, in the future) or `expires_in_days` from now; None: never."""
+        if self.data.get("expires_at") is not None and self.data.get("expires_in_days") is not None:
+            raise invalid("expires_at: give either expires_at or expires_in_days, not both")
+        days = self.data.get("expires_in_days")
+        if days is not None:
+            if isinstance(days, bool) or not isinstance(days, int | float) or days <= 0:
+                raise invalid("expires_in_days: must be a positive number of days")
+            return now + timedelta(days=days)
+        at = self.data.get("expires_at")
+        if at is None:
+            return None
+        if not isinstance(at, str):
+            raise invalid("expires_at: must be an ISO 8601 date-time")
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            raise invalid(f"expires_at: {at!r} is not an ISO 8601 date-time") from None
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
+        if when <= now:
+            raise invalid("expires_at: must be in the future")
+        return when
+
+
+def query_enum(query: dict[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    """An optional query parameter restricted to `choices`."""
+    value = query.get(name)
+    if value in (None, ""):
+        return None
+    if value not in choices:
+        raise invalid(f"{name}: must be one of {', '.join(choices)}")
+    return value
+
+
+def query_bool(query: dict[str, str], name: str) -> bool:
+    """An optional boolean query parameter (true/false/1/0)."""
+    value = query.get(name, "").lower()
+    if value in ("", "false", "0", "no"):
+        return False
+    if value in ("true", "1", "yes"):
+        return True
+    raise invalid(f"{name}: must be true or false")
+
+
+def body_enum(body: Body, name: str, choices: tuple[str, ...]) -> str:
+    """A required body field restricted to `choices`."""
+    value = body.string(name, required=True)
+    if value not in choices:
+        raise invalid(f"{name}: must be one of {', '.join(choices)}")
+    assert value is not None
+    return value
+
+
+SCOPES = tuple(s.value for s in Scope)
+PERIODS = tuple(p.value for p in Period)
+
+# -- the route table --------------------------------------------------------------------------------
+
+Handler = Callable[["AdminAPI", Request], Awaitable[tuple[int, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParam:
+    """A query parameter, for the OpenAPI document."""
+
+    name: str
+    description: str
+    enum: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One method on one path: its handler and what the OpenAPI document says about it."""
+
+    method: str
+    path: str  # below PREFIX, with {name} placeholders
+    handler: Handler
+    summary: str
+    status: int = 200
+    request: str | None = None  # a schema name in SCHEMAS
+    response: str | None = None  # likewise; None for the OpenAPI document itself
+    query: tuple[QueryParam, ...] = ()
+    tag: str = ""
+
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        """The path parameters if `segments` fit this route's path, else None."""
+        pattern = self.path.strip("/").split("/")
+        if len(pattern) != len(segments):
+            return None
+        params: dict[str, str] = {}
+        for want, got in zip(pattern, segments, strict=True):
+            if want.startswith("{"):
+                if not got:
+                    return None
+                params[want[1:-1]] = got
+            elif want != got:
+                return None
+        return params
+
+
+class AdminAPI:
+    """ASGI handler for every path under `/admin/v1/`; the caller has checked the admin key."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        """Answer one admin request with JSON."""
+        try:
+            status, payload = await self._handle(scope, receive)
+        except AdminError as exc:
+            status, payload = exc.status, {"error": {"type": exc.error_type, "message": exc.message}}
+        except ClientGone:
+            return
+        headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+        await send_response(send, status, orjson.dumps(payload), headers)
+
+    async def _handle(self, scope: AsgiScope, receive: Receive) -> tuple[int, Any]:
+        path: str = scope["path"]
+        method: str = scope["method"].upper()
+        if not (path == PREFIX or path.startswith(PREFIX + "/")):
+            raise not_found(f"no admin route for {path}")
+        segments = [unquote(s) for s in path[len(PREFIX) :].strip("/").split("/")]
+        matched = [(route, params) for route in ROUTES if (params := route.match(segments)) is not None]
+        if not matched:
+            raise not_found(f"no admin route for {path}")
+        chosen = next(((r, p) for r, p in matched if r.method == method), None)
+        if chosen is None:
+            allowed = sorted({r.method for r, _ in matched})
+            raise AdminError(
+                405,
+                "method_not_allowed_error",
+                f"{method} is not allowed on {path}; use {', '.join(allowed)}",
+            )
+        route, params = chosen
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        body: dict[str, Any] = {}
+        if route.request is not None:
+            body = await _json_object(scope, receive)
+        try:
+            return await route.handler(self, Request(params, query, body))
+        except NotFound as exc:
+            raise not_found(str(exc)) from None
+        except Conflict as exc:
+            raise AdminError(409, "conflict_error", f"conflicts with an existing record: {exc}") from None
+
+    # -- teams --------------------------------------------------------------------------------
+
+    async def create_team(self, req: Request) -> tuple[int, Any]:
+        """POST /teams."""
+        body = Body(req.body, ("name", "tags"))
+        name = body.string("name", required=True)
+        assert name is not None
+        return 201, team_view(await self.store.teams.create(name, body.strings("tags") or ()))
+
+    async def list_teams(self, req: Request) -> tuple[int, Any]:
+        """GET /teams."""
+        return 200, {"data": [team_view(t) for t in await self.store.teams.list()]}
+
+    async def get_team(self, req: Request) -> tuple[int, Any]:
+        """GET /teams/{id}."""
+        team = await self.store.teams.get(req.params["id"])
+        if team is None:
+            raise not_found(f"no team {req.params['id']!r}")
+        return 200, team_view(team)
+
+    async def update_team(self, req: Request) -> tuple[int, Any]:
+        """PATCH /teams/{id}."""
+        body = Body(req.body, ("name", "tags"))
+        name, tags = body.string("name"), body.strings("tags")
+        team = await self.store.teams.update(
+            req.params["id"],
+            name=UNSET if name is None else name,
+            tags=UNSET if tags is None else tags,
+        )
+        return 200, team_view(team)
+
+    async def delete_team(self, req: Request) -> tuple[int, Any]:
+        """DELETE /teams/{id}."""
+        if not await self.store.teams.delete(req.params["id"]):
+            raise not_found(f"no team {req.params['id']!r}")
+        return 200, {"id": req.params["id"], "deleted": True}
+
+    # -- users --------------------------------------------------------------------------------
+
+    async def create_user(self, req: Request) -> tuple[int, Any]:
+        """POST /users."""
+        body = Body(req.body, ("name", "email", "team_id", "tags"))
+        name = body.string("name", required=True)
+        assert name is not None
+        user = await self.store.users.create(
+            name,
+            email=body.string("email", nullable=True),
+            team_id=body.string("team_id", nullable=True),
+            tags=body.strings("tags") or (),
+        )
+        return 201, user_view(user)
+
+    async def list_users(self, req: Request) -> tuple[int, Any]:
+        """GET /users."""
+        users = await self.store.users.list(team_id=req.query.get("team_id") or None)
+        return 200, {"data": [user_view(u) for u in users]}
+
+    async def get_user(self, req: Request) -> tuple[int, Any]:
+        """GET /users/{id}."""
+        user = await self.store.users.get(req.params["id"])
+        if user is None:
+            raise not_found(f"no user {req.params['id']!r}")
+        return 200, user_view(user)
+
+    async def update_user(self, req: Request) -> tuple[int, Any]:
+        """PATCH /users/{id}: null clears email or team."""
+        body = Body(req.body, ("name", "email", "team_id", "tags"))
+        name, tags = body.string("name"), body.strings("tags")
+        email = body.string("email", nullable=True)
+        team_id = body.string("team_id", nullable=True)
+        user = await self.store.users.update(
+            req.params["id"],
+            name=UNSET if name is None else name,
+            email=email if body.has("email") else UNSET,
+            team_id=team_id if body.has("team_id") else UNSET,
+            tags=UNSET if tags is None else tags,
+        )
+        return 200, user_view(user)
+
+    async def delete_user(self, req: Request) -> tuple[int, Any]:
+        """DELETE /users/{id}."""
+        if not await self.store.users.delete(req.params["id"]):
+            raise not_found(f"no user {req.params['id']!r}")
+        return 200, {"id": req.params["id"], "deleted": True}
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    async def create_key(self, req: Request) -> tuple[int, Any]:
+        """POST /keys: the answer carries the plaintext key, the only time it is shown."""
+        body = Body(
+            req.body,
+            (
+                "name",
+                "user_id",
+                "team_id",
+                "is_admin",
+                "allowed_models",
+                "expires_at",
+                "expires_in_days",
+                "tags",
+            ),
+        )
+        name = body.string("name", required=True)
+        assert name is not None
+        created = await self.store.keys.create(
+            name,
+            user_id=body.string("user_id", nullable=True),
+            team_id=body.string("team_id", nullable=True),
+            is_admin=bool(body.boolean("is_admin")),
+            allowed_models=body.strings("allowed_models", nullable=True),
+            tags=body.strings("tags") or (),
+            expires_at=body.expiry(datetime.now(UTC)),
+        )
+        return 201, created_key_view(created)
+
+    async def list_keys(self, req: Request) -> tuple[int, Any]:
+        """GET /keys."""
+        keys = await self.store.keys.list(
+            user_id=req.query.get("user_id") or None,
+            team_id=req.query.get("team_id") or None,
+            include_revoked=query_bool(req.query, "include_revoked"),
+        )
+        return 200, {"data": [key_view(k) for k in keys]}
+
+    async def _key(self, key_id: str) -> KeyInfo:
+        key = await self.store.keys.get(key_id)
+        if key is None:
+            raise not_found(f"no key {key_id!r}")
+        return key
+
+    async def get_key(self, req: Request) -> tuple[int, Any]:
+        """GET /keys/{id}."""
+        return 200, key_view(await self._key(req.params["id"]))
+
+    async def update_key(self, req: Request) -> tuple[int, Any]:
+        """PATCH /keys/{id}: allowed_models null allows any model; expires_at null never expires."""
+        body = Body(req.body, ("name", "is_admin", "allowed_models", "expires_at", "expires_in_days", "tags"))
+        name, tags, is_admin = body.string("name"), body.strings("tags"), body.boolean("is_admin")
+        models = body.strings("allowed_models", nullable=True)
+        expiry_given = body.has("expires_at") or body.has("expires_in_days")
+        expires_at = body.expiry(datetime.now(UTC))
+        key = await self.store.keys.update(
+            req.params["id"],
+            name=UNSET if name is None else name,
+            allowed_models=models if body.has("allowed_models") else UNSET,
+            expires_at=expires_at if expiry_given else UNSET,
+            tags=UNSET if tags is None else tags,
+            is_admin=UNSET if is_admin is None else is_admin,
+        )
+        return 200, key_view(key)
+
+    async def revoke_key(self, req: Request) -> tuple[int, Any]:
+        """POST /keys/{id}/revoke."""
+        key = await self._key(req.params["id"])
+        if key.revoked_at is not None or not await self.store.keys.revoke(key.id):
+            raise AdminError(409, "conflict_error", f"key {key.id!r} is already revoked")
+        return 200, key_view(await self._key(key.id))
+
+    async def rotate_key(self, req: Request) -> tuple[int, Any]:
+        """POST /keys/{id}/rotate: revoke the key, issue a replacement; the answer has its plaintext."""
+        key = await self._key(req.params["id"])
+        if key.revoked_at is not None:
+            raise AdminError(409, "conflict_error", f"key {key.id!r} is revoked and cannot be rotated")
+        created = await self.store.keys.rotate(key.id)
+        return 201, {**created_key_view(created), "replaces": key.id}
+
+    # -- budgets ------------------------------------------------------------------------------
+
+    async def set_budget(self, req: Request) -> tuple[int, Any]:
+        """PUT /budgets: create or change the budget of one owner for one period."""
+        body = Body(req.body, ("scope", "scope_id", "period", "amount_usd"))
+        scope = Scope(body_enum(body, "scope", SCOPES))
+        scope_id = body.string("scope_id", required=True)
+        period = Period(body_enum(body, "period", PERIODS))
+        amount = body.usd("amount_usd")
+        assert scope_id is not None
+        rule = await self.store.budgets.set(scope, scope_id, period, amount)
+        return 200, budget_view(rule)
+
+    async def list_budgets(self, req: Request) -> tuple[int, Any]:
+        """GET /budgets, each with the spend of its current period."""
+        scope = query_enum(req.query, "scope", SCOPES)
+        data = await budgets_with_spend(
+            self.store, None if scope is None else Scope(scope), req.query.get("scope_id") or None
+        )
+        return 200, {"data": data}
+
+    async def delete_budget(self, req: Request) -> tuple[int, Any]:
+        """DELETE /budgets/{id}."""
+        if not await self.store.budgets.delete(req.params["id"]):
+            raise not_found(f"no budget {req.params['id']!r}")
+        return 200, {"id": req.params["id"], "deleted": True}
+
+    # -- limits -------------------------------------------------------------------------------
+
+    async def set_limits(self, req: Request) -> tuple[int, Any]:
+        """PUT /limits: replace the rate limits of one owner (absent or null: unlimited)."""
+        body = Body(req.body, ("scope", "scope_id", *LIMIT_FIELDS))
+        scope = Scope(body_enum(body, "scope", SCOPES))
+        scope_id = body.string("scope_id", required=True)
+        assert scope_id is not None
+        limits = Limits(*(body.count(name) for name in LIMIT_FIELDS))
+        return 200, limits_view(await self.store.limits.set(scope, scope_id, limits))
+
+    async def list_limits(self, req: Request) -> tuple[int, Any]:
+        """GET /limits."""
+        scope = query_enum(req.query, "scope", SCOPES)
+        rows = await self.store.limits.list(None if scope is None else Scope(scope))
+        return 200, {"data": [limits_view(s) for s in rows]}
+
+    async def delete_limits(self, req: Request) -> tuple[int, Any]:
+        """DELETE /limits/{scope}/{scope_id}."""
+        scope, scope_id = req.params["scope"], req.params["scope_id"]
+        if scope not in SCOPES:
+            raise not_found(f"no limit scope {scope!r} (expected one of: {', '.join(SCOPES)})")
+        if not await self.store.limits.delete(Scope(scope), scope_id):
+            raise not_found(f"no limits for {scope} {scope_id!r}")
+        return 200, {"scope": scope, "scope_id": scope_id, "deleted": True}
+
+    # -- spend and the document ---------------------------------------------------------------
+
+    async def spend(self, req: Request) -> tuple[int, Any]:
+        """GET /spend: requests, tokens and cost per key, user, team, model or day."""
+        by = cast(ReportBy, query_enum(req.query, "by", REPORT_BY) or "key")
+        now = datetime.now(UTC)
+        since = (
+            parse_when(req.query["since"], "since", now)
+            if req.query.get("since")
+            else now - timedelta(days=7)
+        )
+        until = parse_when(req.query["until"], "until", now) if req.query.get("until") else None
+        if until is not None and until <= since:
+            raise invalid("until: must be later than since")
+        rows = await self.store.spend.spend_report(by, since, until)
+        data = [spend_view(r) for r in rows]
+        return 200, {
+            "by": by,
+            "since": iso(since),
+            "until": iso(until),
+            "data": data,
+            "total": spend_total(data),
+        }
+
+    async def openapi(self, req: Request) -> tuple[int, Any]:
+        """GET /openapi.json."""
+        return 200, openapi_document()
+
+
+def spend_total(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sum of spend rows (cost summed in micro-dollars, so it stays exact)."""
+    total: dict[str, Any] = {name: sum(r[name] for r in rows) for name in _SPEND_COUNTS}
+    total["cost_usd"] = micro_to_usd(sum(usd_to_micro(r["cost_usd"]) for r in rows))
+    return total
+
+
+_SPEND_COUNTS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+)
+
+
+async def _json_object(scope: AsgiScope, receive: Receive) -> dict[str, Any]:
+    try:
+        raw = await read_body(scope, receive, MAX_BODY_BYTES)
+    except BodyTooLarge:
+        raise AdminError(
+            413, "request_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes"
+        ) from None
+    try:
+        data = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"body: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise invalid("body: must be a JSON object")
+    return data
+
+
+_OWNER_FILTERS = (
+    QueryParam("user_id", "only this user's keys"),
+    QueryParam("team_id", "only this team's keys"),
+)
+_SCOPE_PARAM = QueryParam("scope", "only budgets or limits of this scope", SCOPES)
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/teams", AdminAPI.create_team, "Create a team", 201, "TeamCreate", "Team", tag="teams"),
+    Route("GET", "/teams", AdminAPI.list_teams, "List teams", response="TeamList", tag="teams"),
+    Route("GET", "/teams/{id}", AdminAPI.get_team, "Get a team", response="Team", tag="teams"),
+    Route(
+        "PATCH",
+        "/teams/{id}",
+        AdminAPI.update_team,
+        "Rename or retag a team",
+        200,
+        "TeamUpdate",
+        "Team",
+        tag="teams",
+    ),
+    Route(
+        "DELETE",
+        "/teams/{id}",
+        AdminAPI.delete_team,
+        "Delete a team and its keys",
+        response="Deleted",
+        tag="teams",
+    ),
+    Route("POST", "/users", AdminAPI.create_user, "Create a user", 201, "UserCreate", "User", tag="users"),
+    Route(
+        "GET",
+        "/users",
+        AdminAPI.list_users,
+        "List users",
+        response="UserList",
+        query=(QueryParam("team_id", "only this team's members"),),
+        tag="users",
+    ),
+    Route("GET", "/users/{id}", AdminAPI.get_user, "Get a user", response="User", tag="users"),
+    Route(
+        "PATCH", "/users/{id}", AdminAPI.update_user, "Change a user", 200, "UserUpdate", "User", tag="users"
+    ),
+    Route(
+        "DELETE",
+        "/users/{id}",
+        AdminAPI.delete_user,
+        "Delete a user and their keys",
+        response="Deleted",
+        tag="users",
+    ),
+    Route("POST", "/keys", AdminAPI.create_key, "Issue a key", 201, "KeyCreate", "CreatedKey", tag="keys"),
+    Route(
+        "GET",
+        "/keys",
+        AdminAPI.list_keys,
+        "List keys",
+        response="KeyList",
+        query=(*_OWNER_FILTERS, QueryParam("include_revoked", "also list revoked keys", ("true", "false"))),
+        tag="keys",
+    ),
+    Route("GET", "/keys/{id}", AdminAPI.get_key, "Get a key", response="Key", tag="keys"),
+    Route("PATCH", "/keys/{id}", AdminAPI.update_key, "Change a key", 200, "KeyUpdate", "Key", tag="keys"),
+    Route("POST", "/keys/{id}/revoke", AdminAPI.revoke_key, "Revoke a key", response="Key", tag="keys"),
+    Route(
+        "POST",
+        "/keys/{id}/rotate",
+        AdminAPI.rotate_key,
+        "Replace a key with a new one",
+        201,
+        response="RotatedKey",
+        tag="keys",
+    ),
+    Route("PUT", "/budgets", AdminAPI.set_budget, "Set a budget", 200, "BudgetSet", "Budget", tag="budgets"),
+    Route(
+        "GET",
+        "/budgets",
+        AdminAPI.list_budgets,
+        "List budgets with this period's spend",
+        response="BudgetList",
+        query=(_SCOPE_PARAM, QueryParam("scope_id", "only the budgets of this key, user or team")),
+        tag="budgets",
+    ),
+    Route(
+        "DELETE",
+        "/budgets/{id}",
+        AdminAPI.delete_budget,
+        "Delete a budget",
+        response="Deleted",
+        tag="budgets",
+    ),
+    Route("PUT", "/limits", AdminAPI.set_limits, "Set rate limits", 200, "LimitsSet", "Limits", tag="limits"),
+    Route(
+        "GET",
+        "/limits",
+        AdminAPI.list_limits,
+        "List rate limits",
+        response="LimitsList",
+        query=(_SCOPE_PARAM,),
+        tag="limits",
+    ),
+    Route(
+        "DELETE",
+        "/limits/{scope}/{scope_id}",
+        AdminAPI.delete_limits,
+        "Remove rate limits",
+        response="LimitsDeleted",
+        tag="limits",
+    ),
+    Route(
+        "GET",
+        "/spend",
+        AdminAPI.spend,
+        "Spend report",
+        response="SpendReport",
+        query=(
+            QueryParam("by", "how to group (default key)", REPORT_BY),
+            QueryParam("since", "7d, 24h, 30m or an ISO 8601 date (default 7d)"),
+            QueryParam("until", "7d, 24h, 30m or an ISO 8601 date (default now)"),
+        ),
+        tag="spend",
+    ),
+    Route("GET", "/openapi.json", AdminAPI.openapi, "This OpenAPI document", tag="meta"),
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the admin API, built from `ROUTES`."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        op: dict[str, Any] = {
+            "operationId": route.handler.__name__,
+            "summary": route.summary,
+            "tags": [route.tag],
+            "responses": {
+                str(route.status): {
+                    "description": route.summary,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{route.response}"}
+                            if route.response
+                            else {"type": "object"}
+                        }
+                    },
+                },
+                "default": {
+                    "description": "An error: 400 invalid request, 404 unknown id or path, 405 wrong method, "
+                    "409 conflict",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            },
+        }
+        params: list[dict[str, Any]] = [
+            {"name": name[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"\{[^}]+\}", route.path)
+        ]
+        for q in route.query:
+            schema: dict[str, Any] = {"type": "string"}
+            if q.enum:
+                schema["enum"] = list(q.enum)
+            params.append(
+                {
+                    "name": q.name,
+                    "in": "query",
+                    "required": False,
+                    "description": q.description,
+                    "schema": schema,
+                }
+            )
+        if params:
+            op["parameters"] = params
+        if route.request:
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{route.request}"}}
+                },
+            }
+        paths.setdefault(PREFIX + route.path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "cloudgate admin API",
+            "version": __version__,
+            "description": "Teams, users, keys, budgets, rate limits and spend. Money is in US dollars.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an admin key"},
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-api-key",
+                    "description": "an admin key",
+                },
+            },
+        },
+    }

@@ -1,0 +1,167 @@
+"""JSON Schemas of the admin API's bodies and answers, for its OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_STR: dict[str, Any] = {"type": "string"}
+_NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
+_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
+_NULLABLE_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+_TAGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+_SCOPE: dict[str, Any] = {"type": "string", "enum": ["key", "user", "team"]}
+_PERIOD: dict[str, Any] = {"type": "string", "enum": ["daily", "weekly", "monthly", "total"]}
+_LIMIT: dict[str, Any] = {"type": ["integer", "null"], "minimum": 1, "description": "null: unlimited"}
+_USD: dict[str, Any] = {"type": "number", "minimum": 0}
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+
+
+def _obj(
+    properties: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool = True
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:  # the API refuses fields it does not know
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _list(item: str) -> dict[str, Any]:
+    return _obj({"data": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}}}, ("data",))
+
+
+_KEY_FIELDS: dict[str, Any] = {
+    "id": _STR,
+    "name": _STR,
+    "prefix": {"type": "string", "description": "the key's first characters, to recognise it"},
+    "user_id": _NULLABLE_STR,
+    "team_id": _NULLABLE_STR,
+    "is_admin": {"type": "boolean"},
+    "allowed_models": {"type": ["array", "null"], "items": {"type": "string"}, "description": "null: any"},
+    "tags": _TAGS,
+    "created_at": _TIME,
+    "expires_at": _NULLABLE_TIME,
+    "revoked_at": _NULLABLE_TIME,
+    "last_used_at": _NULLABLE_TIME,
+}
+_PLAINTEXT: dict[str, Any] = {"type": "string", "description": "the key itself: shown once, never again"}
+_LIMIT_FIELDS: dict[str, Any] = {
+    "requests_per_minute": _LIMIT,
+    "input_tokens_per_minute": _LIMIT,
+    "output_tokens_per_minute": _LIMIT,
+    "max_concurrent": _LIMIT,
+}
+_SPEND_FIELDS: dict[str, Any] = {
+    "requests": _COUNT,
+    "input_tokens": _COUNT,
+    "output_tokens": _COUNT,
+    "cache_write_5m_tokens": _COUNT,
+    "cache_write_1h_tokens": _COUNT,
+    "cache_read_tokens": _COUNT,
+    "cost_usd": _USD,
+}
+_EXPIRY: dict[str, Any] = {
+    "expires_at": {**_NULLABLE_TIME, "description": "ISO 8601, in the future; null: never"},
+    "expires_in_days": {"type": ["number", "null"], "exclusiveMinimum": 0},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj(
+        {"error": _obj({"type": _STR, "message": _STR}, ("type", "message"))},
+        ("error",),
+    ),
+    "Deleted": _obj({"id": _STR, "deleted": {"type": "boolean"}}, ("id", "deleted")),
+    "TeamCreate": _obj({"name": _STR, "tags": _TAGS}, ("name",)),
+    "TeamUpdate": _obj({"name": _STR, "tags": _TAGS}),
+    "Team": _obj({"id": _STR, "name": _STR, "tags": _TAGS, "created_at": _TIME}, ("id", "name")),
+    "TeamList": _list("Team"),
+    "UserCreate": _obj(
+        {"name": _STR, "email": _NULLABLE_STR, "team_id": _NULLABLE_STR, "tags": _TAGS}, ("name",)
+    ),
+    "UserUpdate": _obj({"name": _STR, "email": _NULLABLE_STR, "team_id": _NULLABLE_STR, "tags": _TAGS}),
+    "User": _obj(
+        {
+            "id": _STR,
+            "name": _STR,
+            "email": _NULLABLE_STR,
+            "team_id": _NULLABLE_STR,
+            "tags": _TAGS,
+            "created_at": _TIME,
+        },
+        ("id", "name"),
+    ),
+    "UserList": _list("User"),
+    "KeyCreate": _obj(
+        {
+            "name": _STR,
+            "user_id": _NULLABLE_STR,
+            "team_id": _NULLABLE_STR,
+            "is_admin": {"type": "boolean"},
+            "allowed_models": _KEY_FIELDS["allowed_models"],
+            **_EXPIRY,
+            "tags": _TAGS,
+        },
+        ("name",),
+    ),
+    "KeyUpdate": _obj(
+        {
+            "name": _STR,
+            "is_admin": {"type": "boolean"},
+            "allowed_models": _KEY_FIELDS["allowed_models"],
+            **_EXPIRY,
+            "tags": _TAGS,
+        }
+    ),
+    "Key": _obj(_KEY_FIELDS, ("id", "name", "prefix")),
+    "KeyList": _list("Key"),
+    "CreatedKey": _obj({"key": _PLAINTEXT, **_KEY_FIELDS}, ("key", "id", "name", "prefix")),
+    "RotatedKey": _obj(
+        {
+            "key": _PLAINTEXT,
+            "replaces": {"type": "string", "description": "the revoked key's id"},
+            **_KEY_FIELDS,
+        },
+        ("key", "id", "replaces"),
+    ),
+    "BudgetSet": _obj(
+        {"scope": _SCOPE, "scope_id": _STR, "period": _PERIOD, "amount_usd": _USD},
+        ("scope", "scope_id", "period", "amount_usd"),
+    ),
+    "Budget": _obj(
+        {
+            "id": _STR,
+            "scope": _SCOPE,
+            "scope_id": _STR,
+            "period": _PERIOD,
+            "amount_usd": _USD,
+            "period_start": {**_NULLABLE_TIME, "description": "null for a total budget"},
+            "spent_usd": _USD,
+            "remaining_usd": _USD,
+        },
+        ("id", "scope", "scope_id", "period", "amount_usd"),
+    ),
+    "BudgetList": _list("Budget"),
+    "LimitsSet": _obj({"scope": _SCOPE, "scope_id": _STR, **_LIMIT_FIELDS}, ("scope", "scope_id")),
+    "Limits": _obj({"scope": _SCOPE, "scope_id": _STR, **_LIMIT_FIELDS}, ("scope", "scope_id")),
+    "LimitsList": _list("Limits"),
+    "LimitsDeleted": _obj(
+        {"scope": _SCOPE, "scope_id": _STR, "deleted": {"type": "boolean"}}, ("scope", "scope_id", "deleted")
+    ),
+    "SpendRow": _obj(
+        {
+            "group": {**_NULLABLE_STR, "description": "the key, user, team, model or day; null: none"},
+            **_SPEND_FIELDS,
+        }
+    ),
+    "SpendReport": _obj(
+        {
+            "by": {"type": "string", "enum": ["key", "user", "team", "model", "day"]},
+            "since": _TIME,
+            "until": _NULLABLE_TIME,
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/SpendRow"}},
+            "total": _obj(_SPEND_FIELDS),
+        },
+        ("by", "since", "data", "total"),
+    ),
+}
