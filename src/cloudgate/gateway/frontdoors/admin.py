@@ -173,6 +173,17 @@ async def budgets_with_spend(
     return out
 
 
+_TAKEN = re.compile(r"\b(teams|users)[._](name|email)\b")
+
+
+def conflict_message(exc: Conflict) -> str:
+    """What a uniqueness conflict means, in words (the database's own words follow)."""
+    found = _TAKEN.search(str(exc))
+    if found is None:
+        return f"conflicts with an existing record: {exc}"
+    return f"a {found[1][:-1]} with this {found[2]} already exists ({exc})"
+
+
 def parse_when(value: str, field: str, now: datetime | None = None) -> datetime:
     """`7d`, `24h`, `30m` (that long ago) or an ISO 8601 date or time (UTC unless it says)."""
     text = value.strip()
@@ -416,7 +427,7 @@ class AdminAPI:
         except NotFound as exc:
             raise not_found(str(exc)) from None
         except Conflict as exc:
-            raise AdminError(409, "conflict_error", f"conflicts with an existing record: {exc}") from None
+            raise AdminError(409, "conflict_error", conflict_message(exc)) from None
 
     # -- teams --------------------------------------------------------------------------------
 
