@@ -118,11 +118,13 @@ def test_teams_crud(admin: Admin) -> None:
 
 def test_duplicate_names_are_409(admin: Admin) -> None:
     admin.ok("POST", "/teams", {"name": "dup"}, 201)
-    assert "conflict" in admin.error("POST", "/teams", {"name": "dup"}, 409)
+    assert "a team with this name already exists" in admin.error("POST", "/teams", {"name": "dup"}, 409)
     other = admin.ok("POST", "/teams", {"name": "other"}, 201)
     admin.error("PATCH", f"/teams/{other['id']}", {"name": "dup"}, 409)
     admin.ok("POST", "/users", {"name": "ada", "email": "ada@example.com"}, 201)
-    admin.error("POST", "/users", {"name": "ada2", "email": "ada@example.com"}, 409)
+    assert "a user with this email" in admin.error(
+        "POST", "/users", {"name": "ada2", "email": "ada@example.com"}, 409
+    )
 
 
 def test_users_crud_and_filter(admin: Admin) -> None:
