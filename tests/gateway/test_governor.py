@@ -177,3 +177,43 @@ def test_models_the_catalog_does_not_know_are_not_free(gw: Stack) -> None:
         (usage["input_tokens"] * 5 + usage["output_tokens"] * 25) * 1.1 / 1_000_000
     )  # Opus 4.6, regional
     assert float(resp.headers["x-cloudgate-cost-usd"]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_admin_api_through_the_gateway(make_stack) -> None:
+    admin = "cg-admin-" + "x" * 30
+    stack = make_stack(settings={"admin_key": admin})
+    bearer = {"authorization": f"Bearer {admin}"}
+    team = requests.post(f"{stack.url}/admin/v1/teams", json={"name": "platform"}, headers=bearer, timeout=10)
+    assert team.status_code == 201, team.text
+    created = requests.post(
+        f"{stack.url}/admin/v1/keys",
+        json={"name": "ci", "team_id": team.json()["id"]},
+        headers=bearer,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()["key"]
+    assert ask(stack, key).status_code == 200
+    budget = requests.put(
+        f"{stack.url}/admin/v1/budgets",
+        json={"scope": "team", "scope_id": team.json()["id"], "period": "monthly", "amount_usd": 0.000001},
+        headers=bearer,
+        timeout=10,
+    )
+    assert budget.status_code in (200, 201), budget.text
+    # Ordinary keys, and no key, are kept out of the admin API.
+    assert (
+        requests.get(f"{stack.url}/admin/v1/keys", headers={"x-api-key": key}, timeout=10).status_code == 403
+    )
+    assert (
+        requests.get(f"{stack.url}/admin/v1/keys", headers={"x-api-key": stack.key}, timeout=10).status_code
+        == 403
+    )
+    assert requests.get(f"{stack.url}/admin/v1/keys", timeout=10).status_code == 401
+    listed = requests.get(f"{stack.url}/admin/v1/keys", headers=bearer, timeout=10).json()
+    assert key not in str(listed)  # the plaintext is shown once, at creation
+    assert (
+        requests.get(f"{stack.url}/admin/v1/openapi.json", headers=bearer, timeout=10)
+        .json()["openapi"]
+        .startswith("3.1")
+    )

@@ -26,6 +26,7 @@ from cloudgate.gateway.auth import AuthError, Caller, KeyAuthenticator, is_sigv4
 from cloudgate.gateway.frontdoors import anthropic as anthropic_door
 from cloudgate.gateway.frontdoors import bedrock as bedrock_door
 from cloudgate.gateway.frontdoors import vertex as vertex_door
+from cloudgate.gateway.frontdoors.admin import AdminAPI
 from cloudgate.gateway.frontdoors.validation import InvalidJSON
 from cloudgate.gateway.governor import Governor
 from cloudgate.gateway.http import BodyTooLarge, ClientGone, headers_dict, read_body, send_response
@@ -70,6 +71,7 @@ class GatewayApp:
         self.state = state
         self._max_body = state.settings.gateway.max_body_bytes
         self._models_body: bytes | None = None
+        self._admin_api: AdminAPI | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -182,6 +184,9 @@ class GatewayApp:
         if path.startswith(bedrock_door.PREFIXES):
             await self._bedrock(scope, receive, send, path, method)
             return
+        if path.startswith("/admin/"):
+            await self._admin(scope, receive, send)
+            return
         if path in ("/health", "/healthz", "/livez"):
             await send_response(send, 200, orjson.dumps({"status": "ok", "version": __version__}))
             return
@@ -220,6 +225,28 @@ class GatewayApp:
             self.state.catalog, self.state.router.bedrock_region, ident, query
         )
         await send_response(send, status, body, headers)
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The admin API, for admin keys only (the configured admin key or a store admin key)."""
+        governor = self.state.governor
+        if governor is None:
+            await self._admin_error(send, 404, "not_found", "the admin API needs governance (the store)")
+            return
+        try:
+            principal = await self._principal(scope)
+        except GatewayError as exc:
+            await self._admin_error(send, 401, "authentication_error", exc.message)
+            return
+        if not principal.is_admin:
+            await self._admin_error(send, 403, "permission_error", "the admin API needs an admin key")
+            return
+        if self._admin_api is None:
+            self._admin_api = AdminAPI(governor.store)
+        await self._admin_api(scope, receive, send)
+
+    async def _admin_error(self, send: Send, status: int, error_type: str, message: str) -> None:
+        body = orjson.dumps({"error": {"type": error_type, "message": message}})
+        await send_response(send, status, body)
 
     async def _reject(self, send: Send, door: ModuleType, status: int, message: str) -> None:
         code, body, headers = door.error_response(GatewayError(status, message))
@@ -347,7 +374,9 @@ class GatewayApp:
         """Who is calling: a configured key, the admin key, or a key from the store."""
         try:
             caller = self._authenticate(scope, signed_body)
-            return Principal(key_id=caller.key_id, key_prefix=caller.key_id)
+            return Principal(
+                key_id=caller.key_id, key_prefix=caller.key_id, is_admin=caller.key_id == "admin"
+            )
         except GatewayError as err:
             governor = self.state.governor
             if governor is None or signed_body is not None:
