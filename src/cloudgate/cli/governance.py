@@ -21,9 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cloudgate.cli.common import settings_from_args, setup_logging
 from cloudgate.cli.output import FORMATS, Column, emit
-from cloudgate.gateway.frontdoors.admin import (
+from cloudgate.gateway.frontdoors.admin_views import (
     REPORT_BY,
-    AdminError,
     budget_view,
     budgets_with_spend,
     conflict_message,
@@ -127,8 +126,6 @@ def run_action(action: Action, args: argparse.Namespace) -> int:
         raise SystemExit(f"cloudgate: {conflict_message(exc)}") from None
     except StoreError as exc:
         raise SystemExit(f"cloudgate: {exc}") from None
-    except AdminError as exc:
-        raise SystemExit(f"cloudgate: {exc.message}") from None
     except (SQLAlchemyError, OSError) as exc:
         shown = make_url(url).render_as_string(hide_password=True)
         raise SystemExit(f"cloudgate: cannot use the store at {shown}: {exc}") from None
@@ -451,8 +448,11 @@ def _spend(sub: Any) -> None:
 
 async def _spend_report(store: Store, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
-    since = parse_when(args.since, "--since", now)
-    until = parse_when(args.until, "--until", now) if args.until else None
+    try:
+        since = parse_when(args.since, "--since", now)
+        until = parse_when(args.until, "--until", now) if args.until else None
+    except ValueError as exc:
+        raise SystemExit(f"cloudgate: {exc}") from None
     if until is not None and until <= since:
         raise SystemExit("cloudgate: --until must be later than --since")
     rows = [spend_view(r) for r in await store.spend.spend_report(cast(ReportBy, args.by), since, until)]

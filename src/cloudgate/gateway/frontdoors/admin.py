@@ -6,7 +6,6 @@ route the other does not know. The caller has already authenticated the request 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,37 +14,33 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
-from cloudgate import __version__
-from cloudgate.gateway.frontdoors.admin_schemas import SCHEMAS
+from cloudgate.gateway.frontdoors.admin_openapi import openapi_document
+from cloudgate.gateway.frontdoors.admin_views import (
+    LIMIT_FIELDS,
+    REPORT_BY,
+    budget_view,
+    budgets_with_spend,
+    conflict_message,
+    created_key_view,
+    iso,
+    key_view,
+    limits_view,
+    parse_when,
+    spend_total,
+    spend_view,
+    team_view,
+    user_view,
+)
 from cloudgate.gateway.http import BodyTooLarge, ClientGone, read_body, send_response
 from cloudgate.gateway.types import Receive, Send
 from cloudgate.gateway.types import Scope as AsgiScope
-from cloudgate.governance.budgets import period_start
-from cloudgate.governance.types import (
-    BudgetRule,
-    Limits,
-    Period,
-    Scope,
-    ScopedLimits,
-    micro_to_usd,
-    usd_to_micro,
-)
+from cloudgate.governance.types import Limits, Period, Scope, usd_to_micro
 from cloudgate.store import UNSET, Conflict, NotFound, Store
-from cloudgate.store.apikeys import CreatedKey, KeyInfo
-from cloudgate.store.directory import TeamInfo, UserInfo
-from cloudgate.store.spend import ReportBy, SpendReportRow
+from cloudgate.store.apikeys import KeyInfo
+from cloudgate.store.spend import ReportBy
 
 PREFIX = "/admin/v1"
 MAX_BODY_BYTES = 1 << 20
-REPORT_BY: tuple[ReportBy, ...] = ("key", "user", "team", "model", "day")
-LIMIT_FIELDS = (
-    "requests_per_minute",
-    "input_tokens_per_minute",
-    "output_tokens_per_minute",
-    "max_concurrent",
-)
-_RELATIVE = re.compile(r"^(\d+)([dhm])$")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
 class AdminError(Exception):
@@ -66,137 +61,6 @@ def invalid(message: str) -> AdminError:
 def not_found(message: str) -> AdminError:
     """A 404 for an unknown id or path."""
     return AdminError(404, "not_found_error", message)
-
-
-# -- views: what the API (and the CLI's JSON output) shows ----------------------------------------
-
-
-def iso(value: datetime | None) -> str | None:
-    """An aware datetime as ISO 8601 in UTC, or None."""
-    if value is None:
-        return None
-    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
-
-
-def team_view(team: TeamInfo) -> dict[str, Any]:
-    """A team as JSON."""
-    return {"id": team.id, "name": team.name, "tags": list(team.tags), "created_at": iso(team.created_at)}
-
-
-def user_view(user: UserInfo) -> dict[str, Any]:
-    """A user as JSON."""
-    return {
-        "id": user.id,
-        "name": user.name,
-        "email": user.email,
-        "team_id": user.team_id,
-        "tags": list(user.tags),
-        "created_at": iso(user.created_at),
-    }
-
-
-def key_view(key: KeyInfo) -> dict[str, Any]:
-    """A key as JSON: its prefix identifies it; the key itself and its hash are never shown."""
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "user_id": key.user_id,
-        "team_id": key.team_id,
-        "is_admin": key.is_admin,
-        "allowed_models": None if key.allowed_models is None else list(key.allowed_models),
-        "tags": list(key.tags),
-        "created_at": iso(key.created_at),
-        "expires_at": iso(key.expires_at),
-        "revoked_at": iso(key.revoked_at),
-        "last_used_at": iso(key.last_used_at),
-    }
-
-
-def created_key_view(created: CreatedKey) -> dict[str, Any]:
-    """A key just issued: its info plus the plaintext, which no later answer repeats."""
-    return {"key": created.plaintext, **key_view(created.key)}
-
-
-def budget_view(
-    rule: BudgetRule, spent_micro: int | None = None, now: datetime | None = None
-) -> dict[str, Any]:
-    """A budget as JSON, with what was spent in the current period when `spent_micro` is given."""
-    view: dict[str, Any] = {
-        "id": rule.budget_id,
-        "scope": rule.scope.value,
-        "scope_id": rule.scope_id,
-        "period": rule.period.value,
-        "amount_usd": micro_to_usd(rule.amount_micro),
-    }
-    if spent_micro is not None:
-        start = period_start(rule.period, now or datetime.now(UTC))
-        view["period_start"] = None if rule.period is Period.TOTAL else iso(start)
-        view["spent_usd"] = micro_to_usd(spent_micro)
-        view["remaining_usd"] = micro_to_usd(max(rule.amount_micro - spent_micro, 0))
-    return view
-
-
-def limits_view(scoped: ScopedLimits) -> dict[str, Any]:
-    """A key's, user's or team's rate limits as JSON (null: unlimited)."""
-    return {
-        "scope": scoped.scope.value,
-        "scope_id": scoped.scope_id,
-        **{name: getattr(scoped.limits, name) for name in LIMIT_FIELDS},
-    }
-
-
-def spend_view(row: SpendReportRow) -> dict[str, Any]:
-    """One row of a spend report as JSON."""
-    return {
-        "group": row.group,
-        "requests": row.requests,
-        "input_tokens": row.input_tokens,
-        "output_tokens": row.output_tokens,
-        "cache_write_5m_tokens": row.cache_write_5m_tokens,
-        "cache_write_1h_tokens": row.cache_write_1h_tokens,
-        "cache_read_tokens": row.cache_read_tokens,
-        "cost_usd": micro_to_usd(row.cost_micro),
-    }
-
-
-async def budgets_with_spend(
-    store: Store, scope: Scope | None = None, scope_id: str | None = None
-) -> list[dict[str, Any]]:
-    """Budgets as JSON with the spend of their current period (shared with the CLI)."""
-    now = datetime.now(UTC)
-    out = []
-    for rule in await store.budgets.list(scope, scope_id):
-        since = None if rule.period is Period.TOTAL else period_start(rule.period, now)
-        spent = await store.spend.spent_micro(rule.scope, rule.scope_id, since)
-        out.append(budget_view(rule, spent, now))
-    return out
-
-
-_TAKEN = re.compile(r"\b(teams|users)[._](name|email)\b")
-
-
-def conflict_message(exc: Conflict) -> str:
-    """What a uniqueness conflict means, in words (the database's own words follow)."""
-    found = _TAKEN.search(str(exc))
-    if found is None:
-        return f"conflicts with an existing record: {exc}"
-    return f"a {found[1][:-1]} with this {found[2]} already exists ({exc})"
-
-
-def parse_when(value: str, field: str, now: datetime | None = None) -> datetime:
-    """`7d`, `24h`, `30m` (that long ago) or an ISO 8601 date or time (UTC unless it says)."""
-    text = value.strip()
-    match = _RELATIVE.match(text)
-    if match:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise invalid(
-            f"{field}: {value!r} is neither a duration (7d, 24h, 30m) nor an ISO 8601 date"
-        ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 # -- reading requests -----------------------------------------------------------------------------
@@ -654,12 +518,8 @@ class AdminAPI:
         """GET /spend: requests, tokens and cost per key, user, team, model or day."""
         by = cast(ReportBy, query_enum(req.query, "by", REPORT_BY) or "key")
         now = datetime.now(UTC)
-        since = (
-            parse_when(req.query["since"], "since", now)
-            if req.query.get("since")
-            else now - timedelta(days=7)
-        )
-        until = parse_when(req.query["until"], "until", now) if req.query.get("until") else None
+        since = _when(req.query, "since", now) or now - timedelta(days=7)
+        until = _when(req.query, "until", now)
         if until is not None and until <= since:
             raise invalid("until: must be later than since")
         rows = await self.store.spend.spend_report(by, since, until)
@@ -674,24 +534,16 @@ class AdminAPI:
 
     async def openapi(self, req: Request) -> tuple[int, Any]:
         """GET /openapi.json."""
-        return 200, openapi_document()
+        return 200, openapi_document(ROUTES, PREFIX)
 
 
-def spend_total(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The sum of spend rows (cost summed in micro-dollars, so it stays exact)."""
-    total: dict[str, Any] = {name: sum(r[name] for r in rows) for name in _SPEND_COUNTS}
-    total["cost_usd"] = micro_to_usd(sum(usd_to_micro(r["cost_usd"]) for r in rows))
-    return total
-
-
-_SPEND_COUNTS = (
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_read_tokens",
-)
+def _when(query: dict[str, str], name: str, now: datetime) -> datetime | None:
+    if not query.get(name):
+        return None
+    try:
+        return parse_when(query[name], name, now)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
 
 
 async def _json_object(scope: AsgiScope, receive: Receive) -> dict[str, Any]:
@@ -833,81 +685,3 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("GET", "/openapi.json", AdminAPI.openapi, "This OpenAPI document", tag="meta"),
 )
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the admin API, built from `ROUTES`."""
-    paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
-        op: dict[str, Any] = {
-            "operationId": route.handler.__name__,
-            "summary": route.summary,
-            "tags": [route.tag],
-            "responses": {
-                str(route.status): {
-                    "description": route.summary,
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": f"#/components/schemas/{route.response}"}
-                            if route.response
-                            else {"type": "object"}
-                        }
-                    },
-                },
-                "default": {
-                    "description": "An error: 400 invalid request, 404 unknown id or path, 405 wrong method, "
-                    "409 conflict",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                },
-            },
-        }
-        params: list[dict[str, Any]] = [
-            {"name": name[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in re.findall(r"\{[^}]+\}", route.path)
-        ]
-        for q in route.query:
-            schema: dict[str, Any] = {"type": "string"}
-            if q.enum:
-                schema["enum"] = list(q.enum)
-            params.append(
-                {
-                    "name": q.name,
-                    "in": "query",
-                    "required": False,
-                    "description": q.description,
-                    "schema": schema,
-                }
-            )
-        if params:
-            op["parameters"] = params
-        if route.request:
-            op["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{route.request}"}}
-                },
-            }
-        paths.setdefault(PREFIX + route.path, {})[route.method.lower()] = op
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "cloudgate admin API",
-            "version": __version__,
-            "description": "Teams, users, keys, budgets, rate limits and spend. Money is in US dollars.",
-        },
-        "servers": [{"url": "/"}],
-        "security": [{"bearer": []}, {"apiKey": []}],
-        "paths": paths,
-        "components": {
-            "schemas": SCHEMAS,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "an admin key"},
-                "apiKey": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "x-api-key",
-                    "description": "an admin key",
-                },
-            },
-        },
-    }

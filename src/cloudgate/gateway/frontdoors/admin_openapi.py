@@ -1,8 +1,15 @@
-"""JSON Schemas of the admin API's bodies and answers, for its OpenAPI document."""
+"""The admin API's OpenAPI document: JSON Schemas of its bodies and answers, and the builder."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from cloudgate import __version__
+
+if TYPE_CHECKING:
+    from cloudgate.gateway.frontdoors.admin import Route
 
 _STR: dict[str, Any] = {"type": "string"}
 _NULLABLE_STR: dict[str, Any] = {"type": ["string", "null"]}
@@ -165,3 +172,81 @@ SCHEMAS: dict[str, Any] = {
         ("by", "since", "data", "total"),
     ),
 }
+
+
+def openapi_document(routes: Sequence[Route], prefix: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the admin API, built from its route table."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        op: dict[str, Any] = {
+            "operationId": route.handler.__name__,
+            "summary": route.summary,
+            "tags": [route.tag],
+            "responses": {
+                str(route.status): {
+                    "description": route.summary,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{route.response}"}
+                            if route.response
+                            else {"type": "object"}
+                        }
+                    },
+                },
+                "default": {
+                    "description": "An error: 400 invalid request, 404 unknown id or path, 405 wrong method, "
+                    "409 conflict",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            },
+        }
+        params: list[dict[str, Any]] = [
+            {"name": name[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"\{[^}]+\}", route.path)
+        ]
+        for q in route.query:
+            schema: dict[str, Any] = {"type": "string"}
+            if q.enum:
+                schema["enum"] = list(q.enum)
+            params.append(
+                {
+                    "name": q.name,
+                    "in": "query",
+                    "required": False,
+                    "description": q.description,
+                    "schema": schema,
+                }
+            )
+        if params:
+            op["parameters"] = params
+        if route.request:
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{route.request}"}}
+                },
+            }
+        paths.setdefault(prefix + route.path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "cloudgate admin API",
+            "version": __version__,
+            "description": "Teams, users, keys, budgets, rate limits and spend. Money is in US dollars.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an admin key"},
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-api-key",
+                    "description": "an admin key",
+                },
+            },
+        },
+    }
