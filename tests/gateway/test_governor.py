@@ -217,3 +217,25 @@ def test_admin_api_through_the_gateway(make_stack) -> None:
         .json()["openapi"]
         .startswith("3.1")
     )
+
+
+def test_an_abandoned_stream_is_charged_for_what_was_produced(make_stack) -> None:
+    from cloudgate.emulator import EmulatorConfig
+
+    stack = make_stack(emulator=EmulatorConfig(stream_delay=0.05))
+    key, _ = new_key(stack)
+    body = {"model": "claude-haiku-4-5", "max_tokens": 2000, "stream": True,
+            "messages": [{"role": "user", "content": "long " * 300}]}  # fmt: skip
+    with requests.post(
+        f"{stack.url}/v1/messages", json=body, headers={"x-api-key": key}, stream=True, timeout=30
+    ) as resp:
+        for count, _ in enumerate(resp.iter_content(chunk_size=None), start=1):
+            if count == 12:
+                break
+    (record,) = stack.records(1)
+    assert record.status == 499
+    assert record.usage.output_tokens >= 5  # the deltas relayed before the client left
+    input_only = record.usage.input_tokens * 1.1  # Haiku 4.5 input at $1/M, regional
+    assert record.cost_micro > round(input_only)
+    (row,) = spend_rows(stack, 1)
+    assert row.cost_micro == record.cost_micro

@@ -71,3 +71,16 @@ def test_total_input_tokens_counts_cache():
     tap = StreamUsageTap()
     tap.feed(_stream())
     assert tap.usage.total_input_tokens == 12 + 2048
+
+
+def test_a_stream_cut_short_counts_at_least_one_token_per_delta():
+    start = {
+        "type": "message_start",
+        "message": {"id": "m", "usage": {"input_tokens": 7, "output_tokens": 1}},
+    }
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "two words"}}
+    tap = StreamUsageTap()
+    tap.feed(encode_event("message_start", start) + encode_event("content_block_delta", delta) * 5)
+    assert (tap.completed, tap.usage.output_tokens, tap.output_tokens_at_least()) == (False, 1, 5)
+    tap.feed(_stream())  # a complete stream: the reported count is the truth
+    assert tap.completed and tap.output_tokens_at_least() == 57

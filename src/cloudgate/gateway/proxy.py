@@ -221,6 +221,7 @@ async def _relay_stream(
         )
     finally:
         tap = relay.tap
+        tap.usage.output_tokens = tap.output_tokens_at_least()
         record.usage = tap.usage
         record.stop_reason = tap.stop_reason
         if tap.error is not None and record.error_type is None:

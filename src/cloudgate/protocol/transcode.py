@@ -129,7 +129,9 @@ class SSEToEventStream:
                 out += aws_exception(str(err.get("type", "api_error")), str(err.get("message", "")))
                 continue
             data = event.data
-            if name in ("message_start", "message_delta", "message_stop"):
+            if name == "content_block_delta":
+                self.tap.deltas += 1
+            elif name in ("message_start", "message_delta", "message_stop"):
                 doc = orjson.loads(data)
                 self.tap.take(name, doc)
                 if name == "message_stop":

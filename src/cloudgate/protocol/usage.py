@@ -23,15 +23,24 @@ METRICS_KEY = "amazon-bedrock-invocationMetrics"
 class UsageTap:
     """What one answer stream reported: usage, stop reason, model, errors, completion."""
 
-    __slots__ = ("completed", "error", "message_id", "model", "stop_reason", "usage")
+    __slots__ = ("completed", "deltas", "error", "message_id", "model", "stop_reason", "usage")
 
     def __init__(self) -> None:
         self.usage = Usage()
+        # Content deltas seen: each carries at least one output token, which bounds from below
+        # what a stream cut short had produced before its final usage could arrive.
+        self.deltas = 0
         self.stop_reason: str | None = None
         self.model: str | None = None
         self.message_id: str | None = None
         self.error: dict[str, Any] | None = None
         self.completed = False  # message_stop seen
+
+    def output_tokens_at_least(self) -> int:
+        """Output tokens: the reported count, or for a stream cut short its delta count if larger."""
+        if self.completed:
+            return self.usage.output_tokens
+        return max(self.usage.output_tokens, self.deltas)
 
     def take(self, name: str, doc: Any) -> None:
         """Account for one decoded Anthropic stream event."""
@@ -96,6 +105,8 @@ class StreamUsageTap(UsageTap):
             chunk, self._buf = self._buf + chunk, b""
         if self._parser is not None:
             for event in self._parser.feed(chunk):
+                if event.event == "content_block_delta":
+                    self.deltas += 1
                 self._event(event.event, event.data)
             return
         buf = self._buf + chunk if self._buf else chunk
@@ -104,6 +115,7 @@ class StreamUsageTap(UsageTap):
             self._buf = buf
             return
         self._buf = buf[last + 2 :]
+        self.deltas += buf.count(b"event: content_block_delta", 0, last)
         # Let C scan for the few events that matter. A raw newline never occurs inside a JSON
         # `data:` line, so a marker at the start of a line is a real event.
         for marker in (b"event: message_", b"event: error"):
@@ -159,7 +171,9 @@ class EventStreamUsageTap(UsageTap):
             return None
         if isinstance(doc, dict):
             name = doc.get("type")
-            if isinstance(name, str) and name in _WANTED:
+            if name == "content_block_delta":
+                self.deltas += 1
+            elif isinstance(name, str) and name in _WANTED:
                 self.take(name, doc)
         return doc
 
