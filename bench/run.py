@@ -620,7 +620,7 @@ def run(
     if "cloudgate" in endpoints:
         log = bench.workdir / "cloudgate.log"
         with log.open("rb") as f:
-            logged = sum(1 for line in f if line.startswith(b"{\"request_id\""))
+            logged = sum(1 for line in f if line.startswith(b'{"request_id"'))
         lines.append(f"cloudgate request log: {logged:,} lines, {log.stat().st_size / 1e6:.1f} MB")
         memory.setdefault("cloudgate", {})["request_log_lines"] = logged
     if any(c["error_count"] for c in cells.values()):
