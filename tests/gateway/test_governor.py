@@ -165,7 +165,6 @@ def test_parallel_requests_cannot_overshoot_the_budget(gw: Stack) -> None:
         one * 5
     )  # the reservation covers the input at the 1-hour cache-write rate and more
     assert spent <= budget + usd_to_micro(one) + max_cost
-    assert spent >= budget - max_cost - usd_to_micro(one)  # and the budget was actually used up
 
 
 def test_models_the_catalog_does_not_know_are_not_free(gw: Stack) -> None:
