@@ -350,7 +350,9 @@ class GatewayApp:
         if provider is None:
             raise GatewayError(500, f"provider {target.provider!r} is not configured", error_type="api_error")
         governor = state.governor
-        ticket = await governor.admit(principal, call, target, record) if governor is not None else None
+        ticket = (
+            await governor.admit(principal, call, target, record, len(raw)) if governor is not None else None
+        )
         cost = None
         if ticket is not None and governor is not None:
             priced = ticket

@@ -71,11 +71,7 @@ class KeyAuthenticator:
         """The caller behind this request, or `AuthError`."""
         if self.keyless:
             return ANONYMOUS
-        candidates: list[bytes] = []
-        extra = self._extra_header
-        for name, value in scope["headers"]:
-            if name in (b"x-api-key", b"authorization") or (extra is not None and name == extra):
-                candidates.append(_strip_bearer(value))
+        candidates = _candidates(scope, self._extra_header)
         if not candidates:
             raise AuthError("missing gateway key: send it as x-api-key or Authorization: Bearer")
         for candidate in candidates:
@@ -116,10 +112,15 @@ class KeyAuthenticator:
 def presented_keys(scope: Scope, extra_header: str | None) -> list[str]:
     """The key candidates a request carries, in the headers `authenticate` reads."""
     extra = extra_header.lower().encode("latin-1") if extra_header else None
-    found = []
+    return [key.decode("latin-1") for key in _candidates(scope, extra)]
+
+
+def _candidates(scope: Scope, extra: bytes | None) -> list[bytes]:
+    """Values of `x-api-key`, `Authorization` (without `Bearer `) and the extra header."""
+    found: list[bytes] = []
     for name, value in scope["headers"]:
         if name in (b"x-api-key", b"authorization") or (extra is not None and name == extra):
-            found.append(_strip_bearer(value).decode("latin-1"))
+            found.append(_strip_bearer(value))
     return found
 
 

@@ -124,14 +124,17 @@ class Governor:
     # -- around one call ----------------------------------------------------------------------
 
     async def admit(
-        self, principal: Principal, call: MessagesCall, target: Target, record: RequestRecord
+        self, principal: Principal, call: MessagesCall, target: Target, record: RequestRecord, body_size: int
     ) -> Ticket:
         """Check the model, admit against the rate limits, reserve the worst-case cost, and
-        journal the start; raises `GatewayError` in caller-neutral terms when refused."""
+        journal the start; raises `GatewayError` in caller-neutral terms when refused.
+
+        `body_size` is the caller's body in bytes, which bounds the input tokens from above.
+        """
         if principal.allowed_models is not None and not self._model_allowed(principal, call, target):
             raise GatewayError(403, f"this key may not use model {call.model}", error_type="permission_error")
         entry_model = self._price_entry(target.model)
-        input_upper = estimate_input_tokens(len(call.raw_body) or _body_size(call))
+        input_upper = estimate_input_tokens(body_size)
         admission: Admission | None = None
         reservation: Reservation | None = None
         # The worst case is computed for every call, budget or not: it is what an interrupted
@@ -261,12 +264,6 @@ class Governor:
         if entry is not None:
             names.update({entry.id, *entry.aliases})
         return bool(names & allowed)
-
-
-def _body_size(call: MessagesCall) -> int:
-    import orjson
-
-    return len(orjson.dumps(call.body))
 
 
 def _rate_limited(exc: RateLimited) -> GatewayError:
