@@ -157,7 +157,7 @@ def test_parallel_requests_cannot_overshoot_the_budget(gw: Stack) -> None:
     run(_with_store(gw, lambda s: s.budgets.set(Scope.KEY, key_id, Period.DAILY, budget)))
     with ThreadPoolExecutor(max_workers=50) as pool:
         statuses = list(pool.map(lambda _: ask(gw, key, **body).status_code, range(100)))
-    assert set(statuses) <= {200, 402} and statuses.count(402) > 0
+    assert set(statuses) <= {200, 402} and statuses.count(402) > 0 and statuses.count(200) > 0
     served = statuses.count(200) + 1
     rows = spend_rows(gw, served)
     spent = sum(r.cost_micro for r in rows)
