@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
+import boto3
 import pytest
+from botocore.config import Config
 
 from cloudgate.emulator import EmulatorApp, EmulatorConfig, create_emulator_app
 from cloudgate.util.server import BackgroundServer, serving
@@ -49,3 +51,34 @@ def vertex_client(
     return anthropic.AnthropicVertex(
         region=region, project_id=PROJECT, access_token=token, base_url=f"{srv.url}/v1", **kw
     )
+
+
+def aws_client(
+    srv: BackgroundServer,
+    service: str = "bedrock-runtime",
+    *,
+    region: str,
+    key: str,
+    secret: str,
+    token: str | None = None,
+) -> Any:
+    """A boto3 client of `service` aimed at the emulator, signing for `region`, retries off."""
+    return boto3.client(
+        service,
+        endpoint_url=srv.url,
+        region_name=region,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        aws_session_token=token,
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+
+
+def bedrock_body(text: str = "hello there", **kw: Any) -> dict[str, Any]:
+    """An InvokeModel body: one user message, plus any other fields given."""
+    return {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": text}],
+        **kw,
+    }

@@ -7,16 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
-import boto3
 import botocore.exceptions
 import httpx2 as httpx
 import pytest
-from botocore.config import Config
 
 from cloudgate.emulator import EmulatorConfig, Fault
 from cloudgate.protocol.eventstream import EventStreamDecoder, chunk_event
 
-from .conftest import Emulator
+from .conftest import Emulator, aws_client, bedrock_body
 
 KEY = "AKIDEMULATOR"
 SECRET = "emulator-secret"
@@ -45,24 +43,10 @@ def bedrock_emulator(make_emulator: Callable[..., Emulator]) -> Emulator:
 
 
 def _runtime(srv: Any, key: str = KEY, secret: str = SECRET, token: str | None = None) -> Any:
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=srv.url,
-        region_name=REGION,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        aws_session_token=token,
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
-    )
+    return aws_client(srv, region=REGION, key=key, secret=secret, token=token)
 
 
-def _body(text: str = "hello there", **kw: Any) -> dict[str, Any]:
-    return {
-        "anthropic_version": "bedrock-2023-05-31",
-        "max_tokens": 100,
-        "messages": [{"role": "user", "content": text}],
-        **kw,
-    }
+_body = bedrock_body
 
 
 def _error(exc: botocore.exceptions.ClientError) -> tuple[str, str, int]:
@@ -346,13 +330,7 @@ def test_sdk_typed_errors(bedrock_emulator: Emulator) -> None:
 
 
 def _control(srv: Any) -> Any:
-    return boto3.client(
-        "bedrock",
-        endpoint_url=srv.url,
-        region_name=REGION,
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-    )
+    return aws_client(srv, "bedrock", region=REGION, key=KEY, secret=SECRET)
 
 
 def test_list_and_get_inference_profiles(bedrock_emulator: Emulator) -> None:
@@ -370,8 +348,10 @@ def test_list_and_get_inference_profiles(bedrock_emulator: Emulator) -> None:
     assert {
         PROFILE,
         "global.anthropic.claude-opus-4-6-v1",
-        "eu.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "us.anthropic.claude-haiku-4-5-20251001-v1:0",
     } <= ids
+    # A region lists its own geography's profiles and the global ones, not another geography's.
+    assert "eu.anthropic.claude-haiku-4-5-20251001-v1:0" not in ids
     assert all(p["type"] == "SYSTEM_DEFINED" and p["status"] == "ACTIVE" for p in every)
     one = client.get_inference_profile(inferenceProfileIdentifier=PROFILE)
     assert one["inferenceProfileArn"] == f"arn:aws:bedrock:{REGION}:123456789012:inference-profile/{PROFILE}"

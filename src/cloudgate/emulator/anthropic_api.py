@@ -7,7 +7,6 @@ SSE `error` event, as the real API sends when overload strikes mid-answer.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,9 +16,9 @@ import orjson
 from cloudgate.catalog import default_catalog
 from cloudgate.catalog.betas import default_betas
 from cloudgate.emulator.engine import message_json, new_id, stream_events
-from cloudgate.emulator.faults import Fault
+from cloudgate.emulator.faults import Fault, drops_connection, wait_before_first_byte
 from cloudgate.emulator.vertex import BodyError, validate_body
-from cloudgate.emulator.wire import Request, Response, StreamResponse, json_response
+from cloudgate.emulator.wire import DROP, AnyResponse, Request, Response, StreamResponse, json_response
 from cloudgate.protocol.errors import anthropic_error_body
 from cloudgate.protocol.sse import encode_event
 
@@ -138,7 +137,7 @@ def _bad_betas(header: str | None) -> list[str]:
     return [b for b in (p.strip() for p in header.split(",")) if b and b not in accepted]
 
 
-async def handle(req: Request, state: EmulatorState) -> Response | StreamResponse:
+async def handle(req: Request, state: EmulatorState) -> AnyResponse:
     """Serve one Anthropic API call."""
     denied = authenticate(req, state)
     if denied is not None:
@@ -164,12 +163,13 @@ async def handle(req: Request, state: EmulatorState) -> Response | StreamRespons
     counting = req.path == COUNT_TOKENS
     stream = body.get("stream") is True and not counting
     model = body.get("model")
+    # The Anthropic API has no region: a fault bound to a `location` never hits it.
     faults = state.faults.take(
         path=req.path, model=str(model or ""), location=None, stream=stream, platform="anthropic"
     )
-    delay = sum(f.delay for f in faults)
-    if delay > 0:
-        await asyncio.sleep(delay)
+    await wait_before_first_byte(faults)
+    if drops_connection(faults):
+        return DROP
     mid_stream = next(
         (f for f in faults if stream and f.after_events is not None and _fault_error(f, "")), None
     )

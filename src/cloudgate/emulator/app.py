@@ -15,6 +15,7 @@ from cloudgate.emulator.engine import ModelEngine, load_script
 from cloudgate.emulator.faults import Fault, FaultSet, platform_of
 from cloudgate.emulator.google_oauth import KeyRing, TokenStore
 from cloudgate.emulator.wire import (
+    AnyResponse,
     Receive,
     Request,
     Response,
@@ -89,7 +90,7 @@ class EmulatorApp:
             engine=ModelEngine(
                 script=load_script(config.script), min_cacheable_tokens=config.min_cacheable_tokens
             ),
-            faults=FaultSet(config.faults),
+            faults=FaultSet(config.faults, seed=config.fault_seed),
             tokens=TokenStore(),
             keys=KeyRing(config),
         )
@@ -115,7 +116,7 @@ class EmulatorApp:
             self.state.abandoned_streams += 1
             log.info("client went away during %s %s", req.method, req.path)
 
-    async def _dispatch(self, req: Request) -> Response | StreamResponse:
+    async def _dispatch(self, req: Request) -> AnyResponse:
         state = self.state
         if "host" in req.headers:
             state._last_host = req.headers["host"]

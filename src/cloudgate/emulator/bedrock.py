@@ -9,7 +9,6 @@ content block) keep the Messages API's own wording, as Bedrock passes the model'
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import re
@@ -22,15 +21,16 @@ import orjson
 from cloudgate.catalog import default_catalog
 from cloudgate.catalog.betas import default_betas
 from cloudgate.emulator.engine import Reply, message_json, new_id, stream_event_data
-from cloudgate.emulator.faults import Fault
+from cloudgate.emulator.faults import Fault, drops_connection, wait_before_first_byte
 from cloudgate.emulator.vertex import BodyError, validate_body
-from cloudgate.emulator.wire import Request, Response, StreamResponse, json_response
+from cloudgate.emulator.wire import DROP, AnyResponse, Request, Response, StreamResponse, json_response
 from cloudgate.protocol.errors import aws_error_body, aws_stream_exception_type
 from cloudgate.protocol.eventstream import encode_chunk, encode_exception
 from cloudgate.protocol.sigv4 import (
     MISSING_TOKEN_MESSAGE,
     UNRECOGNIZED_CLIENT_MESSAGE,
     SigV4Error,
+    has_sigv4,
     verify_sigv4,
 )
 
@@ -42,7 +42,11 @@ _ARN = re.compile(
     r"^arn:aws(?:-[a-z-]+)?:bedrock:(?P<region>[a-z0-9-]*):(?P<account>\d*):"
     r"(?P<kind>inference-profile|application-inference-profile|foundation-model)/(?P<id>.+)$"
 )
-_PROFILE_PREFIX = re.compile(r"^(?:global|us|eu|apac|jp|au|us-gov|ca)\.")
+_PROFILE_PREFIX = re.compile(r"^(?P<geo>global|us|eu|apac|jp|au|us-gov|ca)\.")
+# The region a SigV4 credential scope names: `Credential=AKID/20250101/eu-west-1/bedrock/aws4_request`.
+_SCOPE_REGION = re.compile(r"\bCredential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/")
+# A real endpoint's host names its region (`bedrock-runtime.eu-west-1.amazonaws.com`).
+_HOST_REGION = re.compile(r"^bedrock(?:-runtime)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?::\d+)?$")
 _DATE_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 BEDROCK_VERSION = "bedrock-2023-05-31"
 MAX_PAYLOAD_BYTES = 20 * 1024 * 1024
@@ -141,6 +145,50 @@ def stream_exception(fault: Fault) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------
+# Regions
+#
+# Every Bedrock call reaches the emulator's one base URL, so the host cannot say the region as
+# it does on AWS; the SigV4 credential scope can, and it is what the signature was made for.
+
+
+def host_region(req: Request) -> str | None:
+    """The region a real Bedrock host names (`bedrock-runtime.{region}.amazonaws.com`), if any."""
+    m = _HOST_REGION.match(req.headers.get("host", ""))
+    return None if m is None else m["region"]
+
+
+def request_region(req: Request, state: EmulatorState) -> str:
+    """The region a request is served in: its SigV4 scope's, else its host's, else `aws_region`."""
+    m = _SCOPE_REGION.search(req.headers.get("authorization", "")) if has_sigv4(req.headers) else None
+    return (m["region"] if m else None) or host_region(req) or state.config.aws_region
+
+
+def geography_serves(geo: str, region: str) -> bool:
+    """Whether an inference-profile geography (`us`, `eu`, `apac`, `jp`, ...) serves `region`."""
+    if geo == "global":
+        return True
+    if geo == "jp":
+        return region in ("ap-northeast-1", "ap-northeast-3")
+    if geo == "au":
+        return region in ("ap-southeast-2", "ap-southeast-4")
+    if geo == "apac":
+        return region.startswith("ap-")
+    if geo == "us":
+        return region.startswith("us-") and not region.startswith("us-gov-")
+    return region.startswith(f"{geo}-")  # eu-*, us-gov-*, ca-*
+
+
+def profile_serves_region(model_id: str, region: str) -> bool:
+    """Whether a system inference profile id (`eu.anthropic...`) may be invoked from `region`.
+
+    A geography profile answers only in the regions of its geography; `global.` everywhere.
+    Ids without a geography prefix are not profiles and always pass.
+    """
+    m = _PROFILE_PREFIX.match(model_id)
+    return m is None or geography_serves(m["geo"], region)
+
+
+# ---------------------------------------------------------------------------------------------
 # Auth
 
 
@@ -165,6 +213,8 @@ def authenticate(req: Request, state: EmulatorState) -> Response | None:
             req.body,
             secret_for=config.aws_secret,
             service="bedrock",
+            # The scope's region is the one signed for; a real host must agree with it.
+            region=host_region(req),
         )
     except SigV4Error as exc:
         return aws_error(exc.status, exc.code, exc.message)
@@ -185,8 +235,8 @@ class ResolvedModel:
     anthropic_id: str
 
 
-def resolve_model(model_id: str, state: EmulatorState) -> ResolvedModel | Response:
-    """The model behind a Bedrock model id or ARN, or the error Bedrock answers for it."""
+def resolve_model(model_id: str, state: EmulatorState, region: str) -> ResolvedModel | Response:
+    """The model behind a Bedrock model id or ARN in `region`, or the error Bedrock answers for it."""
     config = state.config
     via_profile = False
     target = model_id
@@ -208,6 +258,9 @@ def resolve_model(model_id: str, state: EmulatorState) -> ResolvedModel | Respon
         if inner is None or inner["kind"] == "application-inference-profile":
             return validation(INVALID_MODEL_MESSAGE)
         target = inner["id"]
+    if not profile_serves_region(target, region):
+        # A profile of another geography does not exist in this region.
+        return validation(INVALID_MODEL_MESSAGE)
     base = _PROFILE_PREFIX.sub("", target)
     via_profile = via_profile or base != target
     if not base.startswith("anthropic."):
@@ -270,7 +323,7 @@ def _parse_json(raw: bytes) -> Any:
 # Handlers
 
 
-async def handle(req: Request, route: BedrockRoute, state: EmulatorState) -> Response | StreamResponse:
+async def handle(req: Request, route: BedrockRoute, state: EmulatorState) -> AnyResponse:
     """Serve one invoke / invoke-with-response-stream / count-tokens call."""
     if req.method != "POST":
         return aws_error(405, "UnknownOperationException", "")
@@ -279,23 +332,24 @@ async def handle(req: Request, route: BedrockRoute, state: EmulatorState) -> Res
         return denied
     if len(req.body) > MAX_PAYLOAD_BYTES:
         return validation(f"Input is too long for requested model. Max size is {MAX_PAYLOAD_BYTES} bytes.")
+    region = request_region(req, state)
     stream = route.op == "invoke-with-response-stream"
     faults = state.faults.take(
         path=req.path,
         model=route.model_id,
-        location=state.config.aws_region,
+        location=region,
         stream=stream,
         platform="bedrock",
     )
-    delay = sum(f.delay for f in faults)
-    if delay > 0:
-        await asyncio.sleep(delay)
+    delay = await wait_before_first_byte(faults)
+    if drops_connection(faults):
+        return DROP
     mid_stream = next((f for f in faults if stream and f.after_events is not None and _fault_error(f)), None)
     for fault in faults:
         error = fault_response(fault)
         if error is not None and fault is not mid_stream:
             return error
-    resolved = resolve_model(route.model_id, state)
+    resolved = resolve_model(route.model_id, state, region)
     if isinstance(resolved, Response):
         return resolved
     if route.op == "count-tokens":
@@ -307,7 +361,8 @@ async def handle(req: Request, route: BedrockRoute, state: EmulatorState) -> Res
     reply = state.engine.reply(
         body,
         model=resolved.anthropic_id,
-        cache_scope=f"bedrock/{state.config.aws_account_id}/{resolved.base_id}",
+        # The real prompt cache is per account and region: failing over to another region misses.
+        cache_scope=f"bedrock/{state.config.aws_account_id}/{region}/{resolved.base_id}",
         tool_id_prefix="toolu_bdrk_",
     )
     msg_id = new_id("msg_bdrk_")

@@ -11,14 +11,14 @@ import binascii
 from typing import TYPE_CHECKING, Any
 
 from cloudgate.catalog import default_catalog
-from cloudgate.emulator.bedrock import authenticate, aws_error, validation
+from cloudgate.emulator.bedrock import authenticate, aws_error, geography_serves, request_region, validation
 from cloudgate.emulator.wire import Request, Response, json_response
 
 if TYPE_CHECKING:
     from cloudgate.emulator.app import EmulatorState
 
 PROFILES_PATH = "/inference-profiles"
-# Geography prefix -> (name prefix, regions the profile routes to; None = the emulator's region).
+# Geography prefix -> (name prefix, regions the profile routes to; None = the caller's region).
 _GEOGRAPHIES: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "us": ("US", ("us-east-1", "us-east-2", "us-west-2")),
     "eu": ("EU", ("eu-central-1", "eu-west-1", "eu-west-3")),
@@ -34,18 +34,17 @@ def is_profiles_path(path: str) -> bool:
     return path == PROFILES_PATH or path.startswith(PROFILES_PATH + "/")
 
 
-def _profile(prefix: str, base_id: str, name: str, state: EmulatorState) -> dict[str, Any]:
-    config = state.config
+def _profile(prefix: str, base_id: str, name: str, state: EmulatorState, region: str) -> dict[str, Any]:
     label, regions = _GEOGRAPHIES[prefix]
     profile_id = f"{prefix}.{base_id}"
-    routed = regions or (config.aws_region,)
+    routed = regions or (region,)
     return {
         "inferenceProfileName": f"{label} {name}",
         "description": f"Routes requests to {name} in {', '.join(routed)}.",
         "createdAt": _CREATED,
         "updatedAt": _CREATED,
         "inferenceProfileArn": (
-            f"arn:aws:bedrock:{config.aws_region}:{config.aws_account_id}:inference-profile/{profile_id}"
+            f"arn:aws:bedrock:{region}:{state.config.aws_account_id}:inference-profile/{profile_id}"
         ),
         "models": [{"modelArn": f"arn:aws:bedrock:{r}::foundation-model/{base_id}"} for r in routed],
         "inferenceProfileId": profile_id,
@@ -54,9 +53,8 @@ def _profile(prefix: str, base_id: str, name: str, state: EmulatorState) -> dict
     }
 
 
-def _application_profile(key: str, target: str, state: EmulatorState) -> dict[str, Any]:
-    config = state.config
-    prefix = f"arn:aws:bedrock:{config.aws_region}:{config.aws_account_id}:application-inference-profile/"
+def _application_profile(key: str, target: str, state: EmulatorState, region: str) -> dict[str, Any]:
+    prefix = f"arn:aws:bedrock:{region}:{state.config.aws_account_id}:application-inference-profile/"
     arn = key if key.startswith("arn:") else prefix + key
     base = default_catalog().bedrock_base_id(target)
     return {
@@ -64,23 +62,29 @@ def _application_profile(key: str, target: str, state: EmulatorState) -> dict[st
         "createdAt": _CREATED,
         "updatedAt": _CREATED,
         "inferenceProfileArn": arn,
-        "models": [{"modelArn": f"arn:aws:bedrock:{config.aws_region}::foundation-model/{base}"}],
+        "models": [{"modelArn": f"arn:aws:bedrock:{region}::foundation-model/{base}"}],
         "inferenceProfileId": arn.rsplit("/", 1)[-1],
         "status": "ACTIVE",
         "type": "APPLICATION",
     }
 
 
-def all_profiles(state: EmulatorState, kind: str | None = None) -> list[dict[str, Any]]:
-    """Every profile the emulator offers: system ones per catalog model, then application ones."""
+def all_profiles(state: EmulatorState, region: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """Every profile offered in `region`: system ones per catalog model, then application ones.
+
+    As on AWS, a region lists only the geography profiles that serve it (and the global ones).
+    """
+    geographies = [prefix for prefix in _GEOGRAPHIES if geography_serves(prefix, region)]
     out: list[dict[str, Any]] = []
     if kind in (None, "SYSTEM_DEFINED"):
         for entry in default_catalog().entries:
             if entry.bedrock:
                 name = f"Anthropic {entry.name.removeprefix('Anthropic ')}"
-                out.extend(_profile(prefix, entry.bedrock, name, state) for prefix in _GEOGRAPHIES)
+                out.extend(_profile(prefix, entry.bedrock, name, state, region) for prefix in geographies)
     if kind in (None, "APPLICATION"):
-        out.extend(_application_profile(k, v, state) for k, v in state.config.application_profiles.items())
+        out.extend(
+            _application_profile(k, v, state, region) for k, v in state.config.application_profiles.items()
+        )
     return out
 
 
@@ -91,16 +95,17 @@ def handle(req: Request, state: EmulatorState) -> Response:
     denied = authenticate(req, state)
     if denied is not None:
         return denied
+    region = request_region(req, state)
     if req.path == PROFILES_PATH:
-        return _list(req, state)
+        return _list(req, state, region)
     wanted = req.path[len(PROFILES_PATH) + 1 :]
-    for profile in all_profiles(state):
+    for profile in all_profiles(state, region):
         if wanted in (profile["inferenceProfileId"], profile["inferenceProfileArn"]):
             return json_response(200, profile)
     return aws_error(404, "ResourceNotFoundException", "The specified inference profile was not found.")
 
 
-def _list(req: Request, state: EmulatorState) -> Response:
+def _list(req: Request, state: EmulatorState, region: str) -> Response:
     params = req.query_params()
     kind = params.get("type") or None
     if kind not in (None, "SYSTEM_DEFINED", "APPLICATION"):
@@ -118,7 +123,7 @@ def _list(req: Request, state: EmulatorState) -> Response:
             f"1 validation error detected: Value '{limit}' at 'maxResults' failed to satisfy "
             f"constraint: Member must have value between 1 and {_MAX_RESULTS}"
         )
-    profiles = all_profiles(state, kind)
+    profiles = all_profiles(state, region, kind)
     page: dict[str, Any] = {"inferenceProfileSummaries": profiles[start : start + limit]}
     if start + limit < len(profiles):
         page["nextToken"] = base64.b64encode(str(start + limit).encode()).decode()

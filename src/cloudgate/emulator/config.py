@@ -35,6 +35,8 @@ class EmulatorConfig:
     projects: if non-empty, the only projects allowed; others get 403 PERMISSION_DENIED.
     script: path to a YAML/JSON turns file, or the turns inline (a list); None = default replies.
     faults: faults active from the start.
+    fault_seed: seed of the draws of faults with a `probability` (None = a fresh seed each run),
+        so a soak test can replay the same hits.
     strict_models: False serves unknown `claude-*` ids everywhere; True answers 404 for them.
     count_tokens_global: whether count-tokens works at location `global` (False -> 404).
     min_cacheable_tokens: the smallest prefix the prompt cache stores.
@@ -44,7 +46,10 @@ class EmulatorConfig:
         (the request must then carry that `x-amz-security-token`).
     bedrock_api_keys: Bedrock API keys accepted as `Authorization: Bearer <key>`.
     anthropic_api_keys: Anthropic API keys accepted as `x-api-key` or `Authorization: Bearer`.
-    aws_region / aws_account_id: what Bedrock ARNs name (inference profiles, models).
+    aws_region: the Bedrock region of requests that name none (Bedrock API keys, unsigned calls,
+        unless their Host is a real `bedrock-runtime.{region}.amazonaws.com`); a signed request
+        is served in the region its signature is scoped to.
+    aws_account_id: the account Bedrock ARNs name (inference profiles, models).
     application_profiles: application-inference-profile ARN (or its id) -> the model id or
         system profile it routes to; others answer 404 ResourceNotFoundException.
     """
@@ -59,6 +64,7 @@ class EmulatorConfig:
     projects: list[str] = field(default_factory=list)
     script: str | list[dict[str, Any]] | None = None
     faults: list[Fault] = field(default_factory=list)
+    fault_seed: int | None = None
     strict_models: bool = False
     count_tokens_global: bool = False
     min_cacheable_tokens: int = 1024
@@ -115,6 +121,9 @@ class EmulatorConfig:
             if not isinstance(mapping, dict):
                 raise ValueError(f"emulator setting {key!r} must be a mapping")
             values[key] = {str(k): v if isinstance(v, dict) else str(v) for k, v in mapping.items()}
+        seed = data.get("fault_seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"emulator setting 'fault_seed' must be an integer, not {seed!r}")
         if base_dir is not None:
             values["service_account_files"] = [str(base_dir / p) for p in values["service_account_files"]]
             if isinstance(values.get("script"), str):

@@ -156,7 +156,7 @@ def count_tokens(body: dict[str, Any]) -> int:
 
 
 class PromptCache:
-    """Prefix hashes the fake model has 'cached', per scope (project + model), with expiry."""
+    """Prefixes the fake model has 'cached', per scope (project or account, region, model), with expiry."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock

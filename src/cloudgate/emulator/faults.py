@@ -6,6 +6,9 @@ Faults are platform-neutral data. Each platform module decides how a kind looks 
 
 from __future__ import annotations
 
+import asyncio
+import math
+import random
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -24,6 +27,7 @@ FAULT_KINDS = frozenset(
         "slow_first_byte",
         "cut_stream",
         "unauthenticated",
+        "drop_connection",
     }
 )
 
@@ -33,13 +37,17 @@ class Fault:
     """One injected fault.
 
     `kind` is one of FAULT_KINDS. The optional matchers (`model` substring, exact `location`,
-    `path_contains` substring, `stream` flag) must all hold for a request to be hit. `times`
-    limits the fault to the first N matching requests (None = forever). `delay` is the wait
-    before the first byte (slow_first_byte, or added to any kind); `after_events` is how many
-    SSE events `cut_stream` sends before dropping the connection; `status` overrides the
-    HTTP status of error kinds (e.g. 503 for server_error). `platform` ("vertex", "bedrock",
+    `path_contains` substring, `stream` flag) must all hold for a request to be hit. The
+    location is the URL's on Vertex and the request's region on Bedrock; the Anthropic API has
+    none, so a fault with a `location` never hits it. `times` limits the fault to the first N
+    matching requests (None = forever). `delay` is the wait before the first byte
+    (slow_first_byte, or added to any kind); `after_events` is how many SSE events `cut_stream`
+    sends before dropping the connection; `status` overrides the HTTP status of error kinds
+    (e.g. 503 for server_error). `platform` ("vertex", "bedrock",
     "anthropic"; None = all) limits the fault to one back end, so one emulator can fail one
-    platform while the others answer (failover tests).
+    platform while the others answer (failover tests). `probability` (0 < p <= 1; None = always)
+    hits a matching request only that often, for soak tests; `times` then counts real hits only.
+    `drop_connection` closes the connection without any response, as an unreachable upstream looks.
     """
 
     kind: str
@@ -52,6 +60,7 @@ class Fault:
     after_events: int | None = None
     status: int | None = None
     platform: str | None = None
+    probability: float | None = None
     hits: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
@@ -61,6 +70,11 @@ class Fault:
             raise ValueError(f"unknown fault platform {self.platform!r}; expected one of {sorted(PLATFORMS)}")
         if self.times is not None and self.times < 0:
             raise ValueError("fault 'times' must be >= 0")
+        p = self.probability
+        if p is not None and (
+            isinstance(p, bool) or not isinstance(p, int | float) or math.isnan(p) or not 0 < p <= 1
+        ):
+            raise ValueError(f"fault 'probability' must be a number with 0 < p <= 1, not {p!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:
@@ -108,6 +122,19 @@ class Fault:
         return self.times is not None and self.hits >= self.times
 
 
+async def wait_before_first_byte(faults: Iterable[Fault]) -> float:
+    """Sleep the summed `delay` of the faults hitting a request; return it (Bedrock reports it)."""
+    delay = sum(f.delay for f in faults)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return delay
+
+
+def drops_connection(faults: Iterable[Fault]) -> bool:
+    """Whether a fault hitting a request closes its connection without an answer."""
+    return any(f.kind == "drop_connection" for f in faults)
+
+
 def platform_of(path: str) -> str:
     """The platform a request path belongs to, for callers that do not name it."""
     if path.startswith(("/model/", "/inference-profiles")):
@@ -118,11 +145,17 @@ def platform_of(path: str) -> str:
 
 
 class FaultSet:
-    """The active faults; safe to change from a test thread while the server runs."""
+    """The active faults; safe to change from a test thread while the server runs.
 
-    def __init__(self, faults: Iterable[Fault] = ()) -> None:
+    `seed` makes the draws of probabilistic faults reproducible: one generator serves every
+    fault, drawn under the lock, so the same sequence of requests meets the same hits.
+    """
+
+    def __init__(self, faults: Iterable[Fault] = (), *, seed: int | None = None) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = list(faults)
+        # Not for security: a reproducible stream of draws for soak tests.
+        self._random = random.Random(seed)  # noqa: S311
 
     def add(self, *faults: Fault | Iterable[Fault]) -> None:
         """Activate one or more faults (a Fault, or an iterable of them)."""
@@ -158,6 +191,8 @@ class FaultSet:
                 if fault.exhausted or not fault.matches(
                     path=path, model=model, location=location, stream=stream, platform=platform
                 ):
+                    continue
+                if fault.probability is not None and self._random.random() >= fault.probability:
                     continue
                 fault.hits += 1
                 hit.append(fault)

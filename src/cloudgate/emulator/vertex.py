@@ -6,7 +6,6 @@ failures (a bad body, an unknown beta, overload) in Anthropic's shape, as on the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -17,8 +16,8 @@ import orjson
 from cloudgate.catalog import default_catalog
 from cloudgate.catalog.betas import default_betas
 from cloudgate.emulator.engine import message_json, new_id, stream_events
-from cloudgate.emulator.faults import Fault
-from cloudgate.emulator.wire import Request, Response, StreamResponse, json_response
+from cloudgate.emulator.faults import Fault, drops_connection, wait_before_first_byte
+from cloudgate.emulator.wire import DROP, AnyResponse, Request, Response, StreamResponse, json_response
 from cloudgate.protocol.errors import anthropic_error_body, google_error_body
 
 if TYPE_CHECKING:
@@ -274,7 +273,7 @@ def model_offered(model: str, location: str, *, strict: bool) -> bool:
 # The handler
 
 
-async def handle(req: Request, route: VertexRoute, state: EmulatorState) -> Response | StreamResponse:
+async def handle(req: Request, route: VertexRoute, state: EmulatorState) -> AnyResponse:
     """Serve one rawPredict / streamRawPredict / count-tokens call."""
     if req.method != "POST":
         return google_error(405, f"Method {req.method} is not allowed on this resource.")
@@ -300,9 +299,9 @@ async def handle(req: Request, route: VertexRoute, state: EmulatorState) -> Resp
     faults = state.faults.take(
         path=req.path, model=model, location=route.location, stream=stream, platform="vertex"
     )
-    delay = sum(f.delay for f in faults)
-    if delay > 0:
-        await asyncio.sleep(delay)
+    await wait_before_first_byte(faults)
+    if drops_connection(faults):
+        return DROP
     for fault in faults:
         error = fault_response(fault, route)
         if error is not None:
@@ -331,7 +330,9 @@ async def handle(req: Request, route: VertexRoute, state: EmulatorState) -> Resp
             return not_found(route.resource.replace(COUNT_TOKENS_MODEL, model))
         return json_response(200, {"input_tokens": state.engine.count_tokens(body)})
 
-    reply = state.engine.reply(body, model=model, cache_scope=f"{route.project}/{model}")
+    # The real prompt cache is per project and region: a prefix written at one location is not
+    # read at another (global included), so failing over to another region pays for a new write.
+    reply = state.engine.reply(body, model=model, cache_scope=f"{route.project}/{route.location}/{model}")
     msg_id = new_id("msg_vrtx_")
     headers = {"request-id": new_id("req_vrtx_")}
     if stream:

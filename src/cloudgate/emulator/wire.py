@@ -73,6 +73,16 @@ class StreamResponse:
     cut_after: int | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class DropConnection:
+    """No response at all: the connection closes, as an unreachable or crashing upstream looks."""
+
+
+DROP = DropConnection()
+
+AnyResponse = Response | StreamResponse | DropConnection
+
+
 def json_response(status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
     """A JSON response."""
     body = data if isinstance(data, bytes) else orjson.dumps(data)
@@ -115,15 +125,16 @@ def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-async def send_response(
-    send: Send, response: Response | StreamResponse, receive: Receive | None = None
-) -> bool:
+async def send_response(send: Send, response: AnyResponse, receive: Receive | None = None) -> bool:
     """Send a response; return whether it was completed.
 
     A cut response returns without completing it, which makes uvicorn close the socket. A
     stream stops early when the client disconnects (watched through `receive`), as a real
     server stops generating for a caller that is gone.
     """
+    if isinstance(response, DropConnection):
+        await _drop(send, receive)
+        return False
     if isinstance(response, StreamResponse):
         return await _send_stream(send, response, receive)
     headers = {"content-length": str(len(response.body)), **response.headers}
@@ -164,6 +175,28 @@ async def _send_stream(send: Send, response: StreamResponse, receive: Receive | 
 
 
 async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    await _wait_disconnect(receive)
+    gone.set()
+
+
+async def _drop(send: Send, receive: Receive | None) -> None:
+    # ASGI has no message for "close without answering": returning before
+    # http.response.start makes the server answer 500 itself. uvicorn's `send` is a method of
+    # its per-request cycle, which holds the connection's transport; closing that sends FIN
+    # with no byte of response.
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    close = getattr(transport, "close", None)
+    if not callable(close):
+        # Another server: the nearest portable thing, a status line and then nothing.
+        await send({"type": "http.response.start", "status": 502, "headers": []})
+        return
+    close()
+    if receive is not None:
+        # Wait for the server to see the close, so it does not answer 500 for us.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_wait_disconnect(receive), 5)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-    gone.set()
