@@ -81,7 +81,7 @@ def test_team_user_key_budget_revoke_and_spend(cli: CLI) -> None:
     assert isinstance(team, list) and team[0]["name"] == "platform" and team[0]["tags"] == ["eng"]
     team_id = team[0]["id"]
     table = cli.ok("teams", "list")
-    assert table.splitlines()[0].split() == ["ID", "NAME", "TAGS", "CREATED"]
+    assert table.splitlines()[0].split() == ["ID", "NAME", "TAGS", "REGIONS", "PROVIDERS", "CREATED"]
     assert team_id in table and "platform" in table
 
     user = cli.json("users", "create", "ada", "--email", "ada@example.com", "--team", team_id)
@@ -116,8 +116,9 @@ def test_team_user_key_budget_revoke_and_spend(cli: CLI) -> None:
     keys_csv = list(csv.DictReader(io.StringIO(cli.ok("keys", "list", "--format", "csv"))))
     assert keys_csv[0]["id"] == key["id"] and keys_csv[0]["is_admin"] == "false"
 
+    # A total budget: the spend below is hours old, which on the 1st may be last month.
     budget = cli.json(
-        "budgets", "set", "--scope", "user", "--id", user_id, "--period", "monthly", "--usd", "25"
+        "budgets", "set", "--scope", "user", "--id", user_id, "--period", "total", "--usd", "25"
     )
     assert isinstance(budget, list) and budget[0]["amount_usd"] == 25.0
     cli.ok("limits", "set", "--scope", "key", "--id", key["id"], "--rpm", "60", "--max-concurrent", "2")
@@ -173,6 +174,7 @@ def test_team_user_key_budget_revoke_and_spend(cli: CLI) -> None:
         {
             "group": key["id"],
             "requests": "2",
+            "attempts": "2",
             "input_tokens": "100",
             "output_tokens": "25",
             "cache_write_5m_tokens": "0",
@@ -187,6 +189,75 @@ def test_team_user_key_budget_revoke_and_spend(cli: CLI) -> None:
     assert cli.json("spend", "--since", "30m")["data"] == []  # type: ignore[index]
     by_day = cli.json("spend", "--by", "day", "--since", (now - timedelta(days=2)).date().isoformat())
     assert sum(r["requests"] for r in by_day["data"]) == 2  # type: ignore[index]
+
+
+def test_key_regions_on_create_update_and_in_listings(cli: CLI) -> None:
+    done = cli.run("keys", "create", "--name", "eu", "--regions", "eu,europe-west1", "--regions", "eu-west-1")
+    assert done.returncode == 0, done.stderr
+    key = cli.json("keys", "list")[0]  # type: ignore[index]
+    assert key["allowed_regions"] == ["eu", "europe-west1", "eu-west-1"]
+    table = cli.ok("keys", "list")
+    assert "REGIONS" in table.splitlines()[0].split() and "eu,europe-west1,eu-west-1" in table
+    listed_csv = list(csv.DictReader(io.StringIO(cli.ok("keys", "list", "--format", "csv"))))
+    assert listed_csv[0]["allowed_regions"] == "eu;europe-west1;eu-west-1"
+
+    updated = cli.json("keys", "update", key["id"], "--regions", "us", "--model", "m1", "--name", "us")
+    assert updated[0]["allowed_regions"] == ["us"] and updated[0]["allowed_models"] == ["m1"]  # type: ignore[index]
+    assert updated[0]["name"] == "us"  # type: ignore[index]
+    kept = cli.json("keys", "update", key["id"], "--tag", "x")
+    assert kept[0]["allowed_regions"] == ["us"] and kept[0]["tags"] == ["x"]  # type: ignore[index]
+    cleared = cli.json("keys", "update", key["id"], "--no-regions", "--no-models")
+    assert cleared[0]["allowed_regions"] is None and cleared[0]["allowed_models"] is None  # type: ignore[index]
+    assert key["id"] in cli.ok("keys", "update", key["id"], "--regions", "global")
+
+
+def test_team_regions_and_providers_on_create_update_and_in_listings(cli: CLI) -> None:
+    team = cli.json("teams", "create", "emea", "--regions", "eu", "--providers", "bedrock,vertex")
+    assert team[0]["allowed_regions"] == ["eu"] and team[0]["preferred_providers"] == ["bedrock", "vertex"]  # type: ignore[index]
+    team_id = team[0]["id"]  # type: ignore[index]
+    head, _, row = cli.ok("teams", "list").splitlines()
+    assert head.split()[3:5] == ["REGIONS", "PROVIDERS"] and "bedrock,vertex" in row.split()
+    updated = cli.json("teams", "update", team_id, "--providers", "anthropic", "--name", "europe")
+    assert updated[0]["name"] == "europe" and updated[0]["preferred_providers"] == ["anthropic"]  # type: ignore[index]
+    assert updated[0]["allowed_regions"] == ["eu"]  # type: ignore[index]
+    cleared = cli.json("teams", "update", team_id, "--no-regions", "--no-providers")
+    assert cleared[0]["allowed_regions"] is None and cleared[0]["preferred_providers"] is None  # type: ignore[index]
+    teams_csv = list(csv.DictReader(io.StringIO(cli.ok("teams", "list", "--format", "csv"))))
+    assert (teams_csv[0]["allowed_regions"], teams_csv[0]["preferred_providers"]) == ("", "")
+    assert "Deleted team" in cli.ok("teams", "delete", team_id)
+
+
+def test_clearing_and_setting_a_list_at_once_is_refused(cli: CLI) -> None:
+    done = cli.run("teams", "update", "team_x", "--regions", "eu", "--no-regions")
+    assert done.returncode == 2 and "not allowed with" in done.stderr
+
+
+def test_spend_by_deployment_shows_attempts(cli: CLI) -> None:
+    now = datetime.now(UTC)
+    cli.ok("teams", "list")  # creates and migrates the store
+    write_spend(
+        cli.db_url,
+        [
+            SpendEntry("a", now, "key_a", deployment="vertex/europe-west1", cost_micro=1_000_000),
+            SpendEntry("b", now, "key_a", deployment="bedrock/eu-west-1", attempts=3, cost_micro=500_000),
+        ],
+    )
+    head, _, *rows = cli.ok("spend", "--by", "deployment", "--since", "1h").splitlines()
+    assert head.split()[:3] == ["DEPLOYMENT", "REQUESTS", "ATTEMPTS"]
+    assert rows[0].split()[:3] == ["vertex/europe-west1", "1", "1"]
+    assert rows[1].split()[:3] == ["bedrock/eu-west-1", "1", "3"]
+    assert rows[-1].split()[:3] == ["total", "2", "4"]
+    report = cli.json("spend", "--by", "deployment", "--since", "1h")
+    assert [(r["group"], r["attempts"]) for r in report["data"]] == [  # type: ignore[index]
+        ("vertex/europe-west1", 1),
+        ("bedrock/eu-west-1", 3),
+    ]
+    assert report["total"]["attempts"] == 4  # type: ignore[index]
+    spend_csv = list(csv.DictReader(io.StringIO(cli.ok("spend", "--by", "deployment", "--format", "csv"))))
+    assert [(r["group"], r["attempts"]) for r in spend_csv] == [
+        ("vertex/europe-west1", "1"),
+        ("bedrock/eu-west-1", "3"),
+    ]
 
 
 def test_rotate_prints_the_new_key_once(cli: CLI) -> None:
@@ -265,6 +336,13 @@ def test_limits_and_budgets_list_and_delete(cli: CLI) -> None:
         (("limits", "set", "--scope", "key", "--id", "k", "--rpm", "0"), "at least 1"),
         (("spend", "--since", "last week"), "--since"),
         (("spend", "--since", "1d", "--until", "2d"), "--until"),
+        (("keys", "create", "--regions", "EU"), "--regions: 'EU' is not a region"),
+        (("keys", "create", "--regions", "eu,"), "--regions: a region cannot be empty"),
+        (("keys", "update", "key_missing", "--regions", "eu west"), "--regions"),
+        (("keys", "update", "key_missing", "--regions", "eu"), "key_missing"),
+        (("teams", "create", "t", "--providers", "azure"), "--providers: 'azure' is not a provider"),
+        (("teams", "create", "t", "--regions", "x" * 65), "at most 64"),
+        (("teams", "update", "team_missing", "--providers", "vertex"), "team_missing"),
     ],
 )
 def test_errors_exit_1_with_a_message(cli: CLI, argv: tuple[str, ...], message: str) -> None:

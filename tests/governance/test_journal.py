@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from cloudgate.governance.journal import (
+    ENTRY_FIELDS,
     INTERRUPTED_ERROR,
     JournalError,
     SpendJournal,
@@ -286,6 +287,59 @@ def test_fields_are_read_by_the_names_in_the_segment_header(tmp_path: Path) -> N
     recovery = SpendJournal(tmp_path).recover()
     assert recovery.bad_lines == 1
     assert recovery.entries == [SpendEntry("r1", T0, "key-9", cost_micro=5)]
+
+
+def test_deployment_and_attempts_survive_a_crash(tmp_path: Path) -> None:
+    journal = SpendJournal(tmp_path)
+    in_flight = started("r1")
+    in_flight.deployment = "vertex/europe-west1"
+    journal.begin(in_flight)
+    failed_over = started("r2")
+    failed_over.deployment = "vertex/europe-west1"
+    journal.begin(failed_over)
+    # The first deployment failed; the answer came from the second, on the second attempt.
+    failed_over.deployment, failed_over.attempts = "bedrock/eu-west-1", 2
+    journal.end(finished(failed_over))
+    refused = started("r3")
+    refused.attempts = 0
+    journal.end(refused)
+    recovery = reopen(journal).recover()
+    replayed = {e.request_id: e for e in recovery.entries}
+    assert (replayed["r1"].deployment, replayed["r1"].attempts, replayed["r1"].interrupted) == (
+        "vertex/europe-west1",
+        1,
+        True,
+    )
+    assert replayed["r2"] == failed_over and replayed["r2"].attempts == 2
+    assert replayed["r3"].attempts == 0
+
+
+OLD_FIELDS = tuple(name for name in ENTRY_FIELDS if name not in ("deployment", "attempts"))
+
+
+def test_a_segment_from_before_deployments_replays_with_defaults(tmp_path: Path) -> None:
+    # Written by a gateway whose SpendEntry had no deployment or attempts.
+    assert len(OLD_FIELDS) == len(ENTRY_FIELDS) - 2
+    header = {"op": "segment", "version": 1, "segment": 1, "pid": 1, "fields": OLD_FIELDS}
+    begin = started("r1")
+    end = finished(started("r2"))
+    with segment_path(tmp_path, 1).open("wb") as f:
+        f.write(orjson.dumps(header) + b"\n")
+        for op, entry in (("begin", begin), ("begin", started("r2")), ("end", end)):
+            values = [getattr(entry, name) for name in OLD_FIELDS]
+            f.write(orjson.dumps({"op": op, "v": values}) + b"\n")
+    recovery = SpendJournal(tmp_path).recover()
+    assert recovery.bad_lines == 0
+    replayed = {e.request_id: e for e in recovery.entries}
+    assert (replayed["r1"].deployment, replayed["r1"].attempts, replayed["r1"].interrupted) == ("", 1, True)
+    assert replayed["r2"] == end and (end.deployment, end.attempts) == ("", 1)
+
+
+def test_an_entry_without_the_new_keys_reads_with_defaults() -> None:
+    entry = finished(started("r1"))
+    data = orjson.loads(orjson.dumps(entry))
+    del data["deployment"], data["attempts"]
+    assert entry_from_json(data) == entry
 
 
 def test_unknown_ops_and_junk_are_skipped(tmp_path: Path) -> None:

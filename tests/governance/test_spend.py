@@ -19,6 +19,7 @@ import pytest
 from cloudgate.governance.journal import SpendJournal, list_segments
 from cloudgate.governance.spend import SpendWriter
 from cloudgate.governance.types import SpendEntry
+from cloudgate.store import Store, upgrade
 
 CHILD = Path(__file__).with_name("spend_crash_child.py")
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -206,6 +207,30 @@ async def test_replay_after_a_write_without_its_checkpoint_is_harmless(tmp_path:
     assert [x.request_id for x in await writer.start()] == ["r1"]
     assert list(sink.rows) == ["r1"] and sink.rows["r1"].cost_micro == 777
     await writer.close()
+
+
+async def test_replay_into_the_store_keeps_deployment_and_attempts(tmp_path: Path) -> None:
+    journal = SpendJournal(tmp_path / "journal")
+    interrupted = SpendEntry("r1", T0, "key-1", reserved_micro=900, deployment="vertex/europe-west1")
+    journal.begin(interrupted)
+    done = entry("r2", cost=300)
+    done.deployment, done.attempts = "bedrock/eu-west-1", 2
+    journal.begin(done)
+    journal.end(done)
+    journal.close()  # as a crash leaves it: nothing checkpointed
+    store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    try:
+        await upgrade(store.engine)
+        writer = SpendWriter(SpendJournal(tmp_path / "journal"), store.spend_sink())
+        assert {e.request_id for e in await writer.start()} == {"r1", "r2"}
+        await writer.close()
+        report = await store.spend.spend_report("deployment", T0)
+        assert [(r.group, r.requests, r.attempts, r.cost_micro) for r in report] == [
+            ("vertex/europe-west1", 1, 1, 900),
+            ("bedrock/eu-west-1", 1, 2, 300),
+        ]
+    finally:
+        await store.close()
 
 
 async def test_fsync_interval_runs_alongside(tmp_path: Path) -> None:

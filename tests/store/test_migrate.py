@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from cloudgate.store import Store, current_revision, head_revision, upgrade
+from cloudgate.governance.types import SpendEntry
+from cloudgate.store import Store, current_revision, downgrade, head_revision, upgrade
 from cloudgate.store.models import Base
 from tests.store.conftest import Database
 
@@ -23,7 +25,7 @@ async def test_empty_to_head(database: Database) -> None:
     try:
         assert await current_revision(engine) is None
         await upgrade(engine)
-        assert await current_revision(engine) == head_revision() == "0001"
+        assert await current_revision(engine) == head_revision() == "0002"
         async with engine.connect() as conn:
             names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             assert names >= TABLES
@@ -57,6 +59,68 @@ async def test_upgrade_twice_is_a_no_op_and_keeps_data(database: Database) -> No
         assert await current_revision(engine) == head_revision()
         assert await store.teams.get(team.id) == team
         assert (await store.keys.get(created.key.id)) == created.key
+    finally:
+        await engine.dispose()
+
+
+def _columns(conn: Connection, table: str) -> set[str]:
+    return {c["name"] for c in inspect(conn).get_columns(table)}
+
+
+async def test_0002_adds_residency_and_attempts_and_downgrades(database: Database) -> None:
+    engine = database.engine()
+    try:
+        await upgrade(engine, "0001")
+        # Rows written at 0001, before the columns existed, must read fine afterwards.
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO teams (id, name, created_at, tags) VALUES ('team_old', 'old', :t, '[]')"),
+                {"t": datetime(2025, 1, 1, tzinfo=UTC).replace(tzinfo=None)},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO spend (request_id, started_at, frontdoor, provider, model, upstream_model,"
+                    " region, status, input_tokens, output_tokens, cache_write_5m_tokens,"
+                    " cache_write_1h_tokens, cache_read_tokens, cost_micro, reserved_micro, interrupted,"
+                    " tags) VALUES ('old', :t, 'anthropic', 'vertex', 'm', 'm', 'us-east5', 200,"
+                    " 1, 1, 0, 0, 0, 5, 5, false, '[]')"
+                ),
+                {"t": datetime(2025, 1, 1, tzinfo=UTC).replace(tzinfo=None)},
+            )
+        await upgrade(engine)
+        assert await current_revision(engine) == "0002"
+        async with engine.connect() as conn:
+            assert {"allowed_regions"} <= await conn.run_sync(_columns, "api_keys")
+            assert {"allowed_regions", "preferred_providers"} <= await conn.run_sync(_columns, "teams")
+            assert {"deployment", "attempts"} <= await conn.run_sync(_columns, "spend")
+        store = Store(engine)
+        old_team = await store.teams.get("team_old")
+        assert old_team is not None
+        assert (old_team.allowed_regions, old_team.preferred_providers) == (None, None)
+        report = await store.spend.spend_report("deployment", datetime(2024, 1, 1, tzinfo=UTC))
+        assert [(r.group, r.requests, r.attempts) for r in report] == [(None, 1, 1)]
+        await store.spend.write_spend(
+            [SpendEntry("new", datetime(2025, 1, 2, tzinfo=UTC), None, deployment="eu", attempts=2)]
+        )
+        team = await store.teams.create("eu", allowed_regions=["eu"], preferred_providers=["vertex"])
+        await store.users.create("ada", team_id=team.id)
+        await store.keys.create("k", team_id=team.id, allowed_regions=["europe-west1"])
+
+        await downgrade(engine, "0001")
+        assert await current_revision(engine) == "0001"
+        async with engine.connect() as conn:
+            assert "allowed_regions" not in await conn.run_sync(_columns, "api_keys")
+            assert not {"allowed_regions", "preferred_providers"} & await conn.run_sync(_columns, "teams")
+            assert not {"deployment", "attempts"} & await conn.run_sync(_columns, "spend")
+            # The rows stay, only the new columns go: dropping them must not cascade through the
+            # foreign keys to members and keys (as copying the teams table would on SQLite).
+            assert await conn.scalar(text("SELECT count(*) FROM spend")) == 2
+            assert await conn.scalar(text("SELECT count(*) FROM api_keys")) == 1
+            assert await conn.scalar(text("SELECT team_id FROM users")) == team.id
+        await upgrade(engine)
+        assert await current_revision(engine) == head_revision()
+        await downgrade(engine, "base")
+        assert await current_revision(engine) is None
     finally:
         await engine.dispose()
 

@@ -52,6 +52,8 @@ async def test_write_round_trips_every_field(store: Store) -> None:
         error_type=None,
         session_id="sess",
         tags=["ci", "nightly"],
+        deployment="vertex/europe-west1",
+        attempts=3,
     )
     await store.spend.write_spend([full])
     row = (await rows(store))["req_1"]
@@ -138,9 +140,9 @@ async def test_spend_report_groupings(store: Store) -> None:
 
     by_key = await store.spend.spend_report("key", since)
     assert by_key == [
-        SpendReportRow("key_b", 1, 100, 10, 0, 2, 0, 1_000),
-        SpendReportRow("key_a", 2, 200, 20, 1, 0, 5, 300),
-        SpendReportRow(None, 1, 100, 10, 0, 0, 0, 1),
+        SpendReportRow("key_b", 1, 100, 10, 0, 2, 0, 1_000, attempts=1),
+        SpendReportRow("key_a", 2, 200, 20, 1, 0, 5, 300, attempts=2),
+        SpendReportRow(None, 1, 100, 10, 0, 0, 0, 1, attempts=1),
     ]
     assert [(r.group, r.cost_micro) for r in await store.spend.spend_report("user", since)] == [
         ("user_b", 1_000),
@@ -169,3 +171,32 @@ async def test_sql_spend_sink_writes_through_the_store(store: Store) -> None:
     await sink.write_spend([entry("s1", cost_micro=42)])
     await sink.write_spend([entry("s1", cost_micro=42)])
     assert await store.spend.spent_micro(Scope.KEY, "key_a") == 42
+
+
+async def test_spend_report_by_deployment_sums_attempts(store: Store) -> None:
+    await store.spend.write_spend(
+        [
+            entry("e1", deployment="vertex/europe-west1", cost_micro=300),
+            # Served by the second deployment after the first failed: two upstream requests.
+            entry("e2", deployment="bedrock/eu-west-1", attempts=2, cost_micro=500),
+            entry("e3", deployment="bedrock/eu-west-1", attempts=3, cost_micro=100),
+            # Refused before any upstream call.
+            entry("refused", attempts=0, status=402, cost_micro=0),
+            entry("legacy", cost_micro=1),  # written before deployments were recorded
+        ]
+    )
+    report = await store.spend.spend_report("deployment", T0 - timedelta(days=1))
+    assert [(r.group, r.requests, r.attempts, r.cost_micro) for r in report] == [
+        ("bedrock/eu-west-1", 2, 5, 600),
+        ("vertex/europe-west1", 1, 1, 300),
+        (None, 2, 1, 1),
+    ]
+    by_key = await store.spend.spend_report("key", T0 - timedelta(days=1))
+    assert [(r.requests, r.attempts) for r in by_key] == [(5, 7)]
+
+
+async def test_a_replayed_final_entry_brings_its_deployment_and_attempts(store: Store) -> None:
+    await store.spend.write_spend([entry("r1", interrupted=True, deployment="vertex/us-east5")])
+    await store.spend.write_spend([entry("r1", deployment="bedrock/us-east-1", attempts=2)])
+    row = (await rows(store))["r1"]
+    assert (row.deployment, row.attempts, row.interrupted) == ("bedrock/us-east-1", 2, False)

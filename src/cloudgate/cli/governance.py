@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import InvalidOperation
 from functools import partial
@@ -35,8 +35,9 @@ from cloudgate.gateway.frontdoors.admin_views import (
     team_view,
     user_view,
 )
-from cloudgate.governance.types import Limits, Period, Scope, usd_to_micro
+from cloudgate.governance.types import Limits, Period, Scope, provider_list, region_list, usd_to_micro
 from cloudgate.store import UNSET, Conflict, Store, StoreError, upgrade
+from cloudgate.store.common import Unset
 from cloudgate.store.engine import database_url
 from cloudgate.store.spend import ReportBy
 
@@ -45,11 +46,15 @@ Action = Callable[[Store, argparse.Namespace], Awaitable[int]]
 SCOPES = [s.value for s in Scope]
 PERIODS = [p.value for p in Period]
 KEY_WARNING = "Copy this key now: it is stored only as a hash and cannot be shown again."
+REGIONS_HELP = "serve only from these regions or geographies, such as eu,europe-west1 (comma-separated)"
+PROVIDERS_HELP = "prefer these providers, first preferred: vertex, bedrock, anthropic (comma-separated)"
 
 TEAM_COLUMNS: list[Column] = [
     ("ID", "id", ""),
     ("NAME", "name", ""),
     ("TAGS", "tags", ""),
+    ("REGIONS", "allowed_regions", ""),
+    ("PROVIDERS", "preferred_providers", ""),
     ("CREATED", "created_at", "time"),
 ]
 USER_COLUMNS: list[Column] = [
@@ -68,6 +73,7 @@ KEY_COLUMNS: list[Column] = [
     ("TEAM", "team_id", ""),
     ("ADMIN", "is_admin", ""),
     ("MODELS", "allowed_models", ""),
+    ("REGIONS", "allowed_regions", ""),
     ("EXPIRES", "expires_at", "time"),
     ("REVOKED", "revoked_at", "time"),
     ("LAST USED", "last_used_at", "time"),
@@ -91,6 +97,7 @@ LIMIT_COLUMNS: list[Column] = [
 ]
 SPEND_COLUMNS: list[Column] = [
     ("REQUESTS", "requests", "int"),
+    ("ATTEMPTS", "attempts", "int"),
     ("INPUT", "input_tokens", "int"),
     ("OUTPUT", "output_tokens", "int"),
     ("CACHE WRITE 5M", "cache_write_5m_tokens", "int"),
@@ -161,8 +168,36 @@ def _group(sub: Any, name: str, help_text: str) -> Any:
     return p.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
 
 
-def _tags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tag", action="append", dest="tags", metavar="TAG", help="a tag (repeatable)")
+def _tags(p: argparse.ArgumentParser, *, replace: bool = False) -> None:
+    help_text = "replace the tags (repeatable)" if replace else "a tag (repeatable)"
+    p.add_argument("--tag", action="append", dest="tags", metavar="TAG", help=help_text)
+
+
+def _list_flag(p: argparse.ArgumentParser, name: str, help_text: str, *, clear: str | None = None) -> None:
+    # Comma-separated and repeatable; on updates --no-NAME clears the list, as --no-email does.
+    group = p.add_mutually_exclusive_group() if clear else p
+    group.add_argument(f"--{name}", action="append", metavar="A,B", help=help_text)
+    if clear:
+        group.add_argument(f"--no-{name}", action="store_true", help=clear)
+
+
+def _checked(
+    values: list[str] | None, flag: str, check: Callable[[Iterable[str]], list[str]]
+) -> list[str] | None:
+    """The comma-separated values a repeatable flag was given, checked; None if it was not given."""
+    if values is None:
+        return None
+    try:
+        return check(part.strip() for value in values for part in value.split(","))
+    except ValueError as exc:
+        raise SystemExit(f"cloudgate: {flag}: {exc}") from None
+
+
+def _change(cleared: bool, values: list[str] | None) -> list[str] | Unset | None:
+    """An update's value for a list that --no-... clears: None cleared, UNSET when left alone."""
+    if cleared:
+        return None
+    return UNSET if values is None else values
 
 
 def _done(message: str) -> int:
@@ -178,7 +213,15 @@ def _teams(sub: Any) -> None:
     p = _leaf(actions, "create", "create a team", _team_create)
     p.add_argument("name", help="the team's name (unique)")
     _tags(p)
+    _list_flag(p, "regions", REGIONS_HELP)
+    _list_flag(p, "providers", PROVIDERS_HELP)
     _leaf(actions, "list", "list teams", _team_list)
+    p = _leaf(actions, "update", "change a team", _team_update)
+    p.add_argument("id", help="team id")
+    p.add_argument("--name", help="new name")
+    _tags(p, replace=True)
+    _list_flag(p, "regions", REGIONS_HELP, clear="allow every region again")
+    _list_flag(p, "providers", PROVIDERS_HELP, clear="drop the provider preference")
     p = _leaf(
         actions,
         "delete",
@@ -190,7 +233,27 @@ def _teams(sub: Any) -> None:
 
 
 async def _team_create(store: Store, args: argparse.Namespace) -> int:
-    emit([team_view(await store.teams.create(args.name, args.tags or ()))], TEAM_COLUMNS, args.format)
+    team = await store.teams.create(
+        args.name,
+        args.tags or (),
+        allowed_regions=_checked(args.regions, "--regions", region_list),
+        preferred_providers=_checked(args.providers, "--providers", provider_list),
+    )
+    emit([team_view(team)], TEAM_COLUMNS, args.format)
+    return 0
+
+
+async def _team_update(store: Store, args: argparse.Namespace) -> int:
+    team = await store.teams.update(
+        args.id,
+        name=args.name if args.name else UNSET,
+        tags=args.tags if args.tags is not None else UNSET,
+        allowed_regions=_change(args.no_regions, _checked(args.regions, "--regions", region_list)),
+        preferred_providers=_change(
+            args.no_providers, _checked(args.providers, "--providers", provider_list)
+        ),
+    )
+    emit([team_view(team)], TEAM_COLUMNS, args.format)
     return 0
 
 
@@ -226,7 +289,7 @@ def _users(sub: Any) -> None:
     team = p.add_mutually_exclusive_group()
     team.add_argument("--team", help="move to this team")
     team.add_argument("--no-team", action="store_true", help="take out of their team")
-    p.add_argument("--tag", action="append", dest="tags", metavar="TAG", help="replace the tags (repeatable)")
+    _tags(p, replace=True)
     p = _leaf(actions, "delete", "delete a user and their keys", _user_delete, formats=False)
     p.add_argument("id", help="user id")
 
@@ -274,11 +337,22 @@ def _keys(sub: Any) -> None:
         "--model", action="append", dest="models", metavar="M", help="allow only this model (repeatable)"
     )
     p.add_argument("--expires-in-days", type=float, metavar="N", help="the key stops working after N days")
+    _list_flag(p, "regions", REGIONS_HELP)
     _tags(p)
     p = _leaf(actions, "list", "list keys (never the keys themselves)", _key_list)
     p.add_argument("--user", help="only this user's keys")
     p.add_argument("--team", help="only this team's keys")
     p.add_argument("--all", action="store_true", help="include revoked keys")
+    p = _leaf(actions, "update", "change a key", _key_update)
+    p.add_argument("id", help="key id")
+    p.add_argument("--name", help="new name")
+    models = p.add_mutually_exclusive_group()
+    models.add_argument(
+        "--model", action="append", dest="models", metavar="M", help="allow only these models (repeatable)"
+    )
+    models.add_argument("--no-models", action="store_true", help="allow every model again")
+    _list_flag(p, "regions", REGIONS_HELP, clear="allow every region again")
+    _tags(p, replace=True)
     p = _leaf(actions, "revoke", "revoke a key", _key_revoke)
     p.add_argument("id", help="key id")
     p = _leaf(actions, "rotate", "revoke a key and issue its replacement (shown once)", _key_rotate)
@@ -310,6 +384,7 @@ async def _key_create(store: Store, args: argparse.Namespace) -> int:
         team_id=args.team,
         is_admin=args.admin,
         allowed_models=args.models,
+        allowed_regions=_checked(args.regions, "--regions", region_list),
         tags=args.tags or (),
         expires_at=expires_at,
     )
@@ -321,6 +396,18 @@ async def _key_create(store: Store, args: argparse.Namespace) -> int:
 async def _key_list(store: Store, args: argparse.Namespace) -> int:
     keys = await store.keys.list(user_id=args.user, team_id=args.team, include_revoked=args.all)
     emit([key_view(k) for k in keys], KEY_COLUMNS, args.format)
+    return 0
+
+
+async def _key_update(store: Store, args: argparse.Namespace) -> int:
+    key = await store.keys.update(
+        args.id,
+        name=args.name if args.name else UNSET,
+        allowed_models=_change(args.no_models, args.models),
+        allowed_regions=_change(args.no_regions, _checked(args.regions, "--regions", region_list)),
+        tags=args.tags if args.tags is not None else UNSET,
+    )
+    emit([key_view(key)], KEY_COLUMNS, args.format)
     return 0
 
 

@@ -88,7 +88,7 @@ def list_segments(directory: Path) -> list[int]:
 
 
 def entry_from_json(data: dict[str, Any]) -> SpendEntry:
-    """A `SpendEntry` from its journal form; unknown keys (a newer writer's) are ignored."""
+    """A `SpendEntry` from its journal form; a newer writer's extra keys are ignored, missing ones default."""
     kwargs = {k: v for k, v in data.items() if k in _ENTRY_FIELD_SET}
     for name in _DATETIME_FIELDS:
         value = kwargs.get(name)

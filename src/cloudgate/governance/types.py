@@ -7,10 +7,19 @@ any number of small requests, in memory, in Redis and in SQL.
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 MICRO = 1_000_000
+
+# The upstreams a team may prefer, in the names the settings use.
+PROVIDERS = ("vertex", "bedrock", "anthropic")
+MAX_REGION_LENGTH = 64
+# Region names (europe-west1, eu-west-1) and geographies (eu, us, global) alike, in the clouds'
+# own lower-case spelling: the router matches them as written against its deployments' places.
+_REGION_NAME = re.compile(r"[a-z0-9-]+")
 
 
 def usd_to_micro(usd: float | str) -> int:
@@ -23,6 +32,38 @@ def usd_to_micro(usd: float | str) -> int:
 def micro_to_usd(micro: int) -> float:
     """Micro-dollars to dollars, for display."""
     return micro / MICRO
+
+
+def region_list(values: Iterable[str]) -> list[str]:
+    """A region allow-list checked and without repeats; ValueError naming the first bad value."""
+    regions: list[str] = []
+    for value in values:
+        if not value:
+            raise ValueError("a region cannot be empty")
+        if len(value) > MAX_REGION_LENGTH or not _REGION_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a region: use lower-case letters, digits and '-', "
+                f"at most {MAX_REGION_LENGTH} characters (such as eu, europe-west1, eu-west-1)"
+            )
+        if value not in regions:
+            regions.append(value)
+    if not regions:
+        # An empty allow-list would lock the key or team out entirely; null is "anywhere".
+        raise ValueError("name at least one region (null, or no list, allows any)")
+    return regions
+
+
+def provider_list(values: Iterable[str]) -> list[str]:
+    """A provider preference checked and without repeats, first preferred; ValueError if bad."""
+    providers: list[str] = []
+    for value in values:
+        if value not in PROVIDERS:
+            raise ValueError(f"{value!r} is not a provider (expected one of: {', '.join(PROVIDERS)})")
+        if value not in providers:
+            providers.append(value)
+    if not providers:
+        raise ValueError("name at least one provider (null, or no list, means no preference)")
+    return providers
 
 
 class Scope(enum.StrEnum):
@@ -77,7 +118,9 @@ class Principal:
     """An authenticated caller and everything that constrains it.
 
     A key's effective limits are the tightest of its own, its user's and its team's: all the
-    `limits` and `budgets` listed apply at once.
+    `limits` and `budgets` listed apply at once. Likewise every set in `allowed_regions` (the
+    key's, the team's) must admit the region a request is served from; an empty tuple means any.
+    `preferred_providers` is the team's order of preference, first preferred; empty: no preference.
     """
 
     key_id: str
@@ -90,6 +133,8 @@ class Principal:
     budgets: tuple[BudgetRule, ...] = ()
     expires_at: datetime | None = None
     tags: tuple[str, ...] = ()
+    allowed_regions: tuple[frozenset[str], ...] = ()
+    preferred_providers: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -122,3 +167,6 @@ class SpendEntry:
     interrupted: bool = False
     finished_at: datetime | None = None
     tags: list[str] = field(default_factory=list)
+    deployment: str = ""  # the deployment that served the request
+    # Upstream requests made for this one, failovers included; 0 when refused before any.
+    attempts: int = 1

@@ -4,11 +4,11 @@
 """
 
 from cloudgate.store.apikeys import CreatedKey, KeyInfo, KeyRepository
-from cloudgate.store.common import UNSET, Conflict, NotFound, StoreError
+from cloudgate.store.common import UNSET, Conflict, Invalid, NotFound, StoreError
 from cloudgate.store.directory import TeamInfo, TeamRepository, UserInfo, UserRepository
 from cloudgate.store.engine import create_engine, create_sessionmaker, data_dir, database_url
 from cloudgate.store.keys import NewKey, generate_key, hash_key
-from cloudgate.store.migrate import current_revision, head_revision, upgrade
+from cloudgate.store.migrate import current_revision, downgrade, head_revision, upgrade
 from cloudgate.store.policies import BudgetRepository, LimitRepository
 from cloudgate.store.repositories import Store
 from cloudgate.store.spend import SpendReportRow, SpendRepository, SqlSpendSink
@@ -18,6 +18,7 @@ __all__ = [
     "BudgetRepository",
     "Conflict",
     "CreatedKey",
+    "Invalid",
     "KeyInfo",
     "KeyRepository",
     "LimitRepository",
@@ -37,6 +38,7 @@ __all__ = [
     "current_revision",
     "data_dir",
     "database_url",
+    "downgrade",
     "generate_key",
     "hash_key",
     "head_revision",

@@ -10,8 +10,24 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cloudgate.governance.types import BudgetRule, Limits, Period, Principal, Scope, ScopedLimits
-from cloudgate.store.common import UNSET, NotFound, Unset, require, transaction
+from cloudgate.governance.types import (
+    BudgetRule,
+    Limits,
+    Period,
+    Principal,
+    Scope,
+    ScopedLimits,
+    region_list,
+)
+from cloudgate.store.common import (
+    UNSET,
+    NotFound,
+    Unset,
+    checked_list,
+    optional_tuple,
+    require,
+    transaction,
+)
 from cloudgate.store.keys import generate_key
 from cloudgate.store.models import ApiKey, Budget, Limit, Team, User, new_id, utcnow
 
@@ -34,6 +50,7 @@ class KeyInfo:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    allowed_regions: tuple[str, ...] | None = None  # None: anywhere
 
 
 @dataclass(slots=True, frozen=True)
@@ -55,12 +72,13 @@ def _info(row: ApiKey) -> KeyInfo:
         user_id=row.user_id,
         team_id=row.team_id,
         is_admin=row.is_admin,
-        allowed_models=None if row.allowed_models is None else tuple(row.allowed_models),
+        allowed_models=optional_tuple(row.allowed_models),
         tags=tuple(row.tags or ()),
         created_at=row.created_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        allowed_regions=optional_tuple(row.allowed_regions),
     )
 
 
@@ -80,8 +98,10 @@ class KeyRepository:
         allowed_models: Iterable[str] | None = None,
         tags: Iterable[str] = (),
         expires_at: datetime | None = None,
+        allowed_regions: Iterable[str] | None = None,
     ) -> CreatedKey:
-        """Issue a key; the returned plaintext exists nowhere else. NotFound for an unknown owner."""
+        """Issue a key (its plaintext exists nowhere else); NotFound: unknown owner, Invalid: bad region."""
+        regions = checked_list("allowed_regions", region_list, allowed_regions)
         async with transaction(self._sessions) as session:
             return await _issue(
                 session,
@@ -90,6 +110,7 @@ class KeyRepository:
                 team_id=team_id,
                 is_admin=is_admin,
                 allowed_models=None if allowed_models is None else list(allowed_models),
+                allowed_regions=regions,
                 tags=list(tags),
                 expires_at=expires_at,
             )
@@ -138,6 +159,7 @@ class KeyRepository:
                 team_id=old.team_id,
                 is_admin=old.is_admin,
                 allowed_models=old.allowed_models,
+                allowed_regions=old.allowed_regions,
                 tags=list(old.tags or ()),
                 expires_at=old.expires_at,
             )
@@ -169,14 +191,19 @@ class KeyRepository:
         expires_at: datetime | Unset | None = UNSET,
         tags: Iterable[str] | Unset = UNSET,
         is_admin: bool | Unset = UNSET,
+        allowed_regions: Iterable[str] | Unset | None = UNSET,
     ) -> KeyInfo:
-        """Change a key's settings (None: any model / no expiry); NotFound if unknown."""
+        """Change a key's settings (None: any model / no expiry / anywhere); NotFound if unknown."""
+        if allowed_regions is not UNSET:
+            allowed_regions = checked_list("allowed_regions", region_list, allowed_regions)
         async with transaction(self._sessions) as session:
             row = await require(session, ApiKey, key_id)
             if name is not UNSET:
                 row.name = name
             if allowed_models is not UNSET:
                 row.allowed_models = None if allowed_models is None else list(allowed_models)
+            if allowed_regions is not UNSET:
+                row.allowed_regions = allowed_regions
             if expires_at is not UNSET:
                 row.expires_at = expires_at
             if tags is not UNSET:
@@ -208,8 +235,11 @@ class KeyRepository:
                 team_id.label("team_id"),
                 ApiKey.is_admin,
                 ApiKey.allowed_models,
+                ApiKey.allowed_regions,
                 ApiKey.tags,
                 ApiKey.expires_at,
+                Team.allowed_regions.label("team_regions"),
+                Team.preferred_providers,
                 Limit.scope.label("l_scope"),
                 Limit.scope_id.label("l_scope_id"),
                 Limit.requests_per_minute,
@@ -224,6 +254,7 @@ class KeyRepository:
             )
             .select_from(ApiKey)
             .outerjoin(User, User.id == ApiKey.user_id)
+            .outerjoin(Team, Team.id == team_id)
             .outerjoin(Limit, owned_by_key(Limit.scope, Limit.scope_id))
             .outerjoin(Budget, owned_by_key(Budget.scope, Budget.scope_id))
             .where(
@@ -268,6 +299,13 @@ class KeyRepository:
             ),
             expires_at=first.expires_at,
             tags=tuple(first.tags or ()),
+            # The key's list, then its team's: the router must satisfy each.
+            allowed_regions=tuple(
+                frozenset(regions)
+                for regions in (first.allowed_regions, first.team_regions)
+                if regions is not None
+            ),
+            preferred_providers=tuple(first.preferred_providers or ()),
         )
 
     async def touch_last_used(self, key_ids: Iterable[str], now: datetime | None = None) -> None:
@@ -289,6 +327,7 @@ async def _issue(
     team_id: str | None,
     is_admin: bool,
     allowed_models: list[str] | None,
+    allowed_regions: list[str] | None,
     tags: list[str],
     expires_at: datetime | None,
 ) -> CreatedKey:
@@ -306,6 +345,7 @@ async def _issue(
         team_id=team_id,
         is_admin=is_admin,
         allowed_models=allowed_models,
+        allowed_regions=allowed_regions,
         tags=tags,
         expires_at=expires_at,
     )

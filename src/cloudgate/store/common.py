@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -24,6 +24,10 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     """The change would break a uniqueness rule (a name, an email, a budget per period)."""
+
+
+class Invalid(StoreError, ValueError):
+    """A value the store refuses, such as a malformed region; the message starts with the field."""
 
 
 class _Unset(enum.Enum):
@@ -61,6 +65,23 @@ async def require_scope(session: AsyncSession, scope: Scope, scope_id: str) -> N
     """NotFound unless the key, user or team `scope_id` exists."""
     if await session.get(SCOPE_MODELS[Scope(scope)], scope_id) is None:
         raise NotFound(f"no {Scope(scope).value} {scope_id!r}")
+
+
+def checked_list(
+    name: str, check: Callable[[Iterable[str]], list[str]], values: Iterable[str] | None
+) -> list[str] | None:
+    """`values` as `check` (such as `region_list`) accepts them, None kept; else Invalid naming `name`."""
+    if values is None:
+        return None
+    try:
+        return check(values)
+    except ValueError as exc:
+        raise Invalid(f"{name}: {exc}") from None
+
+
+def optional_tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    """A stored optional list as the tuple the info classes show (None stays None)."""
+    return None if values is None else tuple(values)
 
 
 def _first_line(error: object) -> str:

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cloudgate.governance.types import Scope
-from cloudgate.store.common import UNSET, Unset, require, transaction
+from cloudgate.governance.types import Scope, provider_list, region_list
+from cloudgate.store.common import UNSET, Unset, checked_list, optional_tuple, require, transaction
 from cloudgate.store.models import ApiKey, Budget, Limit, Team, User, new_id
 
 
@@ -23,6 +23,8 @@ class TeamInfo:
     name: str
     created_at: datetime
     tags: tuple[str, ...]
+    allowed_regions: tuple[str, ...] | None = None  # None: anywhere
+    preferred_providers: tuple[str, ...] | None = None  # first preferred; None: no preference
 
 
 @dataclass(slots=True, frozen=True)
@@ -38,7 +40,14 @@ class UserInfo:
 
 
 def _team(row: Team) -> TeamInfo:
-    return TeamInfo(row.id, row.name, row.created_at, tuple(row.tags or ()))
+    return TeamInfo(
+        row.id,
+        row.name,
+        row.created_at,
+        tuple(row.tags or ()),
+        allowed_regions=optional_tuple(row.allowed_regions),
+        preferred_providers=optional_tuple(row.preferred_providers),
+    )
 
 
 def _user(row: User) -> UserInfo:
@@ -59,10 +68,23 @@ class TeamRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def create(self, name: str, tags: Iterable[str] = ()) -> TeamInfo:
-        """A new team; Conflict if the name is taken."""
+    async def create(
+        self,
+        name: str,
+        tags: Iterable[str] = (),
+        *,
+        allowed_regions: Iterable[str] | None = None,
+        preferred_providers: Iterable[str] | None = None,
+    ) -> TeamInfo:
+        """A new team; Conflict if the name is taken, Invalid for a malformed region or provider."""
+        row = Team(
+            id=new_id("team"),
+            name=name,
+            tags=list(tags),
+            allowed_regions=checked_list("allowed_regions", region_list, allowed_regions),
+            preferred_providers=checked_list("preferred_providers", provider_list, preferred_providers),
+        )
         async with transaction(self._sessions) as session:
-            row = Team(id=new_id("team"), name=name, tags=list(tags))
             session.add(row)
             await session.flush()
             return _team(row)
@@ -85,15 +107,29 @@ class TeamRepository:
             return [_team(r) for r in await session.scalars(select(Team).order_by(Team.name))]
 
     async def update(
-        self, team_id: str, *, name: str | Unset = UNSET, tags: Iterable[str] | Unset = UNSET
+        self,
+        team_id: str,
+        *,
+        name: str | Unset = UNSET,
+        tags: Iterable[str] | Unset = UNSET,
+        allowed_regions: Iterable[str] | Unset | None = UNSET,
+        preferred_providers: Iterable[str] | Unset | None = UNSET,
     ) -> TeamInfo:
-        """Change a team's name or tags; NotFound if unknown, Conflict if the name is taken."""
+        """Change a team's fields (None: anywhere / no preference); NotFound, Conflict or Invalid."""
+        if allowed_regions is not UNSET:
+            allowed_regions = checked_list("allowed_regions", region_list, allowed_regions)
+        if preferred_providers is not UNSET:
+            preferred_providers = checked_list("preferred_providers", provider_list, preferred_providers)
         async with transaction(self._sessions) as session:
             row = await require(session, Team, team_id)
             if name is not UNSET:
                 row.name = name
             if tags is not UNSET:
                 row.tags = list(tags)
+            if allowed_regions is not UNSET:
+                row.allowed_regions = allowed_regions
+            if preferred_providers is not UNSET:
+                row.preferred_providers = preferred_providers
             await session.flush()
             return _team(row)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -35,10 +36,19 @@ def head_revision() -> str | None:
 
 async def upgrade(target: str | AsyncEngine, revision: str = "head") -> None:
     """Apply pending migrations to the database at `target` (a URL or an engine); idempotent."""
+    await _migrate(target, command.upgrade, revision)
+
+
+async def downgrade(target: str | AsyncEngine, revision: str) -> None:
+    """Revert the database at `target` to `revision` ("base": empty); dropped columns lose their data."""
+    await _migrate(target, command.downgrade, revision)
+
+
+async def _migrate(target: str | AsyncEngine, step: Callable[[Config, str], None], revision: str) -> None:
     engine = create_engine(target) if isinstance(target, str) else target
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade_sync, revision)
+            await conn.run_sync(_migrate_sync, step, revision)
     finally:
         if isinstance(target, str):
             await engine.dispose()
@@ -55,11 +65,11 @@ async def current_revision(target: str | AsyncEngine) -> str | None:
             await engine.dispose()
 
 
-def _upgrade_sync(connection: Connection, revision: str) -> None:
+def _migrate_sync(connection: Connection, step: Callable[[Config, str], None], revision: str) -> None:
     if connection.dialect.name == "postgresql":
         # Held until the transaction ends: a second process waits, then finds nothing to do.
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
-    command.upgrade(alembic_config(connection), revision)
+    step(alembic_config(connection), revision)
 
 
 def _current_sync(connection: Connection) -> str | None:

@@ -101,6 +101,9 @@ class Team(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    allowed_regions: Mapped[list[str] | None] = mapped_column(JsonType)  # None: anywhere
+    # Providers in order of preference, first preferred; None: no preference.
+    preferred_providers: Mapped[list[str] | None] = mapped_column(JsonType)
 
 
 class User(Base):
@@ -131,6 +134,7 @@ class ApiKey(Base):
     team_id: Mapped[str | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     allowed_models: Mapped[list[str] | None] = mapped_column(JsonType)  # None: any model
+    allowed_regions: Mapped[list[str] | None] = mapped_column(JsonType)  # None: anywhere
     tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column()
@@ -209,3 +213,6 @@ class Spend(Base):
     session_id: Mapped[str | None] = mapped_column(String(200))
     interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
     tags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    # Server defaults so rows written before these columns existed read as one plain attempt.
+    deployment: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

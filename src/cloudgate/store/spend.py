@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cloudgate.governance.types import Scope, SpendEntry
 from cloudgate.store.models import Spend
 
-ReportBy = Literal["key", "user", "team", "model", "day"]
+ReportBy = Literal["key", "user", "team", "model", "deployment", "day"]
 
 _SPEND: Table = Spend.__table__  # type: ignore[assignment]
 _COLUMNS = [c.name for c in _SPEND.columns]
@@ -31,7 +31,11 @@ _TOKENS = (
 
 @dataclass(slots=True, frozen=True)
 class SpendReportRow:
-    """Totals for one group (a key, user, team, model or UTC day; None: requests without one)."""
+    """Totals for one group (a key, user, team, model, deployment or UTC day; None: requests without one).
+
+    `attempts` sums the upstream requests made, failovers included; a request refused before any
+    upstream call adds 0.
+    """
 
     group: str | None
     requests: int
@@ -41,6 +45,7 @@ class SpendReportRow:
     cache_write_1h_tokens: int
     cache_read_tokens: int
     cost_micro: int
+    attempts: int
 
 
 def _row(entry: SpendEntry) -> dict[str, Any]:
@@ -99,7 +104,7 @@ class SpendRepository:
     async def spend_report(
         self, by: ReportBy, since: datetime, until: datetime | None = None
     ) -> list[SpendReportRow]:
-        """Requests, tokens and cost per key, user, team, model or UTC day, from `since` to `until`."""
+        """Requests, attempts, tokens and cost per key, user, team, model, deployment or UTC day."""
         async with self._sessions() as session:
             group = _group_expression(by, session.get_bind().dialect.name).label("grp")
             cost = func.coalesce(func.sum(Spend.cost_micro), 0)
@@ -107,6 +112,7 @@ class SpendRepository:
                 select(
                     group,
                     func.count().label("requests"),
+                    func.coalesce(func.sum(Spend.attempts), 0).label("attempts"),
                     *(func.coalesce(func.sum(_SPEND.c[name]), 0).label(name) for name in _TOKENS),
                     cost.label("cost_micro"),
                 )
@@ -123,6 +129,7 @@ class SpendRepository:
                 requests=int(row.requests),
                 **{name: int(getattr(row, name)) for name in _TOKENS},
                 cost_micro=int(row.cost_micro),
+                attempts=int(row.attempts),
             )
             for row in rows
         ]
@@ -151,6 +158,8 @@ def _group_expression(by: ReportBy, dialect: str) -> ColumnElement[Any]:
         "user": Spend.user_id,
         "team": Spend.team_id,
         "model": Spend.model,
+        # Rows from before deployments were recorded have none: grouped as null, like a keyless request.
+        "deployment": func.nullif(Spend.deployment, ""),
     }
     if by not in columns:
         raise ValueError(f"cannot group spend by {by!r}")

@@ -413,6 +413,122 @@ def test_spend_report_groups_and_windows(admin: Admin) -> None:
     assert admin.error("GET", "/spend", None, 400, since="1d", until="2d").startswith("until:")
 
 
+def test_spend_report_by_deployment_with_attempts(admin: Admin) -> None:
+    now = datetime.now(UTC)
+    write_spend(
+        admin.db_url,
+        [
+            SpendEntry("a", now, "key_a", deployment="vertex/europe-west1", cost_micro=1_000_000),
+            SpendEntry("b", now, "key_a", deployment="bedrock/eu-west-1", attempts=2, cost_micro=500_000),
+            SpendEntry("c", now, "key_b", deployment="bedrock/eu-west-1", attempts=3, cost_micro=250_000),
+            SpendEntry("d", now, "key_b", attempts=0, status=429),
+        ],
+    )
+    report = admin.ok("GET", "/spend", by="deployment", since="1h")
+    assert report["by"] == "deployment"
+    assert [(r["group"], r["requests"], r["attempts"], r["cost_usd"]) for r in report["data"]] == [
+        ("vertex/europe-west1", 1, 1, 1.0),
+        ("bedrock/eu-west-1", 2, 5, 0.75),
+        (None, 1, 0, 0.0),
+    ]
+    assert (report["total"]["requests"], report["total"]["attempts"]) == (4, 6)
+    by_key = admin.ok("GET", "/spend", by="key", since="1h")["data"]
+    assert [(r["group"], r["attempts"]) for r in by_key] == [("key_a", 3), ("key_b", 3)]
+
+
+# -- residency: region allow-lists and provider preference ----------------------------------------
+
+
+def test_team_regions_and_providers_create_patch_clear(admin: Admin) -> None:
+    plain = admin.ok("POST", "/teams", {"name": "plain"}, 201)
+    assert (plain["allowed_regions"], plain["preferred_providers"]) == (None, None)
+    team = admin.ok(
+        "POST",
+        "/teams",
+        {
+            "name": "eu",
+            "allowed_regions": ["eu", "europe-west1"],
+            "preferred_providers": ["bedrock", "vertex"],
+        },
+        201,
+    )
+    assert (team["allowed_regions"], team["preferred_providers"]) == (
+        ["eu", "europe-west1"],
+        ["bedrock", "vertex"],
+    )
+    assert admin.ok("GET", f"/teams/{team['id']}") == team
+    assert {t["name"]: t["allowed_regions"] for t in admin.ok("GET", "/teams")["data"]} == {
+        "eu": ["eu", "europe-west1"],
+        "plain": None,
+    }
+    # Left out: left alone.
+    renamed = admin.ok("PATCH", f"/teams/{team['id']}", {"name": "emea"})
+    assert (renamed["allowed_regions"], renamed["preferred_providers"]) == (
+        ["eu", "europe-west1"],
+        ["bedrock", "vertex"],
+    )
+    changed = admin.ok("PATCH", f"/teams/{team['id']}", {"allowed_regions": ["eu-west-1"]})
+    assert (changed["allowed_regions"], changed["preferred_providers"]) == (
+        ["eu-west-1"],
+        ["bedrock", "vertex"],
+    )
+    cleared = admin.ok(
+        "PATCH", f"/teams/{team['id']}", {"allowed_regions": None, "preferred_providers": None}
+    )
+    assert (cleared["allowed_regions"], cleared["preferred_providers"]) == (None, None)
+    admin.error("PATCH", "/teams/team_missing", {"allowed_regions": ["eu"]}, 404)
+
+
+def test_key_regions_create_patch_clear_rotate(admin: Admin) -> None:
+    created = admin.ok("POST", "/keys", {"name": "k", "allowed_regions": ["europe-west4", "eu"]}, 201)
+    assert created["allowed_regions"] == ["europe-west4", "eu"]
+    assert admin.ok("GET", f"/keys/{created['id']}")["allowed_regions"] == ["europe-west4", "eu"]
+    assert admin.ok("POST", "/keys", {"name": "any"}, 201)["allowed_regions"] is None
+    patched = admin.ok("PATCH", f"/keys/{created['id']}", {"allowed_models": ["m"]})
+    assert (patched["allowed_regions"], patched["allowed_models"]) == (["europe-west4", "eu"], ["m"])
+    patched = admin.ok("PATCH", f"/keys/{created['id']}", {"allowed_regions": ["us"]})
+    assert (patched["allowed_regions"], patched["allowed_models"]) == (["us"], ["m"])
+    rotated = admin.ok("POST", f"/keys/{created['id']}/rotate", None, 201)
+    assert rotated["allowed_regions"] == ["us"]
+    cleared = admin.ok("PATCH", f"/keys/{rotated['id']}", {"allowed_regions": None})
+    assert (cleared["allowed_regions"], cleared["allowed_models"]) == (None, ["m"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/keys", {"name": "k", "allowed_regions": ["EU"]}, "allowed_regions"),
+        ("POST", "/keys", {"name": "k", "allowed_regions": []}, "allowed_regions"),
+        ("POST", "/keys", {"name": "k", "allowed_regions": ["eu west"]}, "allowed_regions"),
+        ("POST", "/keys", {"name": "k", "allowed_regions": ["e" * 65]}, "allowed_regions"),
+        ("POST", "/keys", {"name": "k", "allowed_regions": "eu"}, "allowed_regions"),
+        ("POST", "/keys", {"name": "k", "allowed_regions": [""]}, "allowed_regions"),
+        ("POST", "/keys", {"name": "k", "preferred_providers": ["vertex"]}, "preferred_providers"),
+        ("PATCH", "/keys/{key}", {"allowed_regions": ["eu_west"]}, "allowed_regions"),
+        ("POST", "/teams", {"name": "t", "allowed_regions": ["Europe"]}, "allowed_regions"),
+        ("POST", "/teams", {"name": "t", "preferred_providers": ["azure"]}, "preferred_providers"),
+        ("POST", "/teams", {"name": "t", "preferred_providers": []}, "preferred_providers"),
+        ("POST", "/teams", {"name": "t", "preferred_providers": [1]}, "preferred_providers"),
+        ("PATCH", "/teams/{team}", {"allowed_regions": ["eu/west"]}, "allowed_regions"),
+        ("PATCH", "/teams/{team}", {"preferred_providers": ["VERTEX"]}, "preferred_providers"),
+    ],
+)
+def test_bad_region_and_provider_lists_are_400_naming_the_field(
+    admin: Admin, method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    team = admin.ok("POST", "/teams", {"name": "existing"}, 201)
+    key = admin.ok("POST", "/keys", {"name": "existing"}, 201)
+    path = path.format(team=team["id"], key=key["id"])
+    resp = admin.call(method, path, body)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["type"] == "invalid_request_error"
+    assert resp.json()["error"]["message"].startswith(field + ":")
+    # Nothing changed.
+    assert admin.ok("GET", f"/teams/{team['id']}") == team
+    assert [t["id"] for t in admin.ok("GET", "/teams")["data"]] == [team["id"]]
+    assert [k["id"] for k in admin.ok("GET", "/keys")["data"]] == [key["id"]]
+
+
 # -- the OpenAPI document ------------------------------------------------------------------------
 
 
@@ -461,6 +577,27 @@ def test_openapi_document_is_well_formed_and_lists_every_route(admin: Admin) -> 
     for name, schema in schemas.items():
         assert schema["type"] == "object", name
         assert set(schema.get("required", [])) <= set(schema["properties"]), name
+    for name in (
+        "Key",
+        "KeyCreate",
+        "KeyUpdate",
+        "CreatedKey",
+        "RotatedKey",
+        "Team",
+        "TeamCreate",
+        "TeamUpdate",
+    ):
+        regions = schemas[name]["properties"]["allowed_regions"]
+        assert regions["type"] == ["array", "null"] and regions["items"]["pattern"], name
+    for name in ("Team", "TeamCreate", "TeamUpdate"):
+        providers = schemas[name]["properties"]["preferred_providers"]
+        assert providers["items"]["enum"] == ["vertex", "bedrock", "anthropic"], name
+    assert "preferred_providers" not in schemas["KeyCreate"]["properties"]
+    assert "attempts" in schemas["SpendRow"]["properties"]
+    assert "attempts" in schemas["SpendReport"]["properties"]["total"]["properties"]
+    assert "deployment" in schemas["SpendReport"]["properties"]["by"]["enum"]
+    spend_params = {p["name"]: p for p in doc["paths"][PREFIX + "/spend"]["get"]["parameters"]}
+    assert "deployment" in spend_params["by"]["schema"]["enum"]
 
 
 def test_the_store_never_holds_what_the_answers_show(admin: Admin) -> None:

@@ -35,8 +35,9 @@ from cloudgate.gateway.http import BodyTooLarge, ClientGone, read_body, send_res
 from cloudgate.gateway.types import Receive, Send
 from cloudgate.gateway.types import Scope as AsgiScope
 from cloudgate.governance.types import Limits, Period, Scope, usd_to_micro
-from cloudgate.store import UNSET, Conflict, NotFound, Store
+from cloudgate.store import UNSET, Conflict, Invalid, NotFound, Store
 from cloudgate.store.apikeys import KeyInfo
+from cloudgate.store.common import Unset
 from cloudgate.store.spend import ReportBy
 
 PREFIX = "/admin/v1"
@@ -111,6 +112,11 @@ class Body:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise invalid(f"{name}: must be a list of non-empty strings")
         return [v.strip() for v in value]
+
+    def nullable_strings(self, name: str) -> list[str] | Unset | None:
+        """For PATCH: a list of non-empty strings, None for null (clear), UNSET when left out."""
+        values = self.strings(name, nullable=True)
+        return values if self.has(name) else UNSET
 
     def boolean(self, name: str) -> bool | None:
         """true or false."""
@@ -202,6 +208,9 @@ def body_enum(body: Body, name: str, choices: tuple[str, ...]) -> str:
 
 SCOPES = tuple(s.value for s in Scope)
 PERIODS = tuple(p.value for p in Period)
+_TEAM_RESIDENCY = ("allowed_regions", "preferred_providers")
+# What both creating and changing a key may set (its owner is fixed at creation).
+_KEY_SETTINGS = ("is_admin", "allowed_models", "allowed_regions", "expires_at", "expires_in_days", "tags")
 
 # -- the route table --------------------------------------------------------------------------------
 
@@ -292,15 +301,23 @@ class AdminAPI:
             raise not_found(str(exc)) from None
         except Conflict as exc:
             raise AdminError(409, "conflict_error", conflict_message(exc)) from None
+        except Invalid as exc:
+            raise invalid(str(exc)) from None
 
     # -- teams --------------------------------------------------------------------------------
 
     async def create_team(self, req: Request) -> tuple[int, Any]:
         """POST /teams."""
-        body = Body(req.body, ("name", "tags"))
+        body = Body(req.body, ("name", "tags", *_TEAM_RESIDENCY))
         name = body.string("name", required=True)
         assert name is not None
-        return 201, team_view(await self.store.teams.create(name, body.strings("tags") or ()))
+        team = await self.store.teams.create(
+            name,
+            body.strings("tags") or (),
+            allowed_regions=body.strings("allowed_regions", nullable=True),
+            preferred_providers=body.strings("preferred_providers", nullable=True),
+        )
+        return 201, team_view(team)
 
     async def list_teams(self, req: Request) -> tuple[int, Any]:
         """GET /teams."""
@@ -314,13 +331,15 @@ class AdminAPI:
         return 200, team_view(team)
 
     async def update_team(self, req: Request) -> tuple[int, Any]:
-        """PATCH /teams/{id}."""
-        body = Body(req.body, ("name", "tags"))
+        """PATCH /teams/{id}: null allowed_regions allows anywhere, null preferred_providers prefers none."""
+        body = Body(req.body, ("name", "tags", *_TEAM_RESIDENCY))
         name, tags = body.string("name"), body.strings("tags")
         team = await self.store.teams.update(
             req.params["id"],
             name=UNSET if name is None else name,
             tags=UNSET if tags is None else tags,
+            allowed_regions=body.nullable_strings("allowed_regions"),
+            preferred_providers=body.nullable_strings("preferred_providers"),
         )
         return 200, team_view(team)
 
@@ -382,19 +401,7 @@ class AdminAPI:
 
     async def create_key(self, req: Request) -> tuple[int, Any]:
         """POST /keys: the answer carries the plaintext key, the only time it is shown."""
-        body = Body(
-            req.body,
-            (
-                "name",
-                "user_id",
-                "team_id",
-                "is_admin",
-                "allowed_models",
-                "expires_at",
-                "expires_in_days",
-                "tags",
-            ),
-        )
+        body = Body(req.body, ("name", "user_id", "team_id", *_KEY_SETTINGS))
         name = body.string("name", required=True)
         assert name is not None
         created = await self.store.keys.create(
@@ -403,6 +410,7 @@ class AdminAPI:
             team_id=body.string("team_id", nullable=True),
             is_admin=bool(body.boolean("is_admin")),
             allowed_models=body.strings("allowed_models", nullable=True),
+            allowed_regions=body.strings("allowed_regions", nullable=True),
             tags=body.strings("tags") or (),
             expires_at=body.expiry(datetime.now(UTC)),
         )
@@ -428,16 +436,16 @@ class AdminAPI:
         return 200, key_view(await self._key(req.params["id"]))
 
     async def update_key(self, req: Request) -> tuple[int, Any]:
-        """PATCH /keys/{id}: allowed_models null allows any model; expires_at null never expires."""
-        body = Body(req.body, ("name", "is_admin", "allowed_models", "expires_at", "expires_in_days", "tags"))
+        """PATCH /keys/{id}: null allowed_models, allowed_regions or expires_at lifts that restriction."""
+        body = Body(req.body, ("name", *_KEY_SETTINGS))
         name, tags, is_admin = body.string("name"), body.strings("tags"), body.boolean("is_admin")
-        models = body.strings("allowed_models", nullable=True)
         expiry_given = body.has("expires_at") or body.has("expires_in_days")
         expires_at = body.expiry(datetime.now(UTC))
         key = await self.store.keys.update(
             req.params["id"],
             name=UNSET if name is None else name,
-            allowed_models=models if body.has("allowed_models") else UNSET,
+            allowed_models=body.nullable_strings("allowed_models"),
+            allowed_regions=body.nullable_strings("allowed_regions"),
             expires_at=expires_at if expiry_given else UNSET,
             tags=UNSET if tags is None else tags,
             is_admin=UNSET if is_admin is None else is_admin,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloudgate import __version__
+from cloudgate.governance.types import PROVIDERS
 
 if TYPE_CHECKING:
     from cloudgate.gateway.frontdoors.admin import Route
@@ -20,6 +21,20 @@ _SCOPE: dict[str, Any] = {"type": "string", "enum": ["key", "user", "team"]}
 _PERIOD: dict[str, Any] = {"type": "string", "enum": ["daily", "weekly", "monthly", "total"]}
 _LIMIT: dict[str, Any] = {"type": ["integer", "null"], "minimum": 1, "description": "null: unlimited"}
 _USD: dict[str, Any] = {"type": "number", "minimum": 0}
+_REGIONS: dict[str, Any] = {
+    "type": ["array", "null"],
+    "items": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"},
+    "minItems": 1,
+    "description": "regions or geographies (europe-west1, eu-west-1, eu, us, global) requests may be "
+    "served from; null: anywhere",
+}
+_PROVIDERS: dict[str, Any] = {
+    "type": ["array", "null"],
+    "items": {"type": "string", "enum": list(PROVIDERS)},
+    "minItems": 1,
+    "description": "providers in order of preference, first preferred; null: no preference",
+}
+_TEAM_RESIDENCY: dict[str, Any] = {"allowed_regions": _REGIONS, "preferred_providers": _PROVIDERS}
 _COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
 
 
@@ -46,6 +61,7 @@ _KEY_FIELDS: dict[str, Any] = {
     "team_id": _NULLABLE_STR,
     "is_admin": {"type": "boolean"},
     "allowed_models": {"type": ["array", "null"], "items": {"type": "string"}, "description": "null: any"},
+    "allowed_regions": _REGIONS,
     "tags": _TAGS,
     "created_at": _TIME,
     "expires_at": _NULLABLE_TIME,
@@ -61,6 +77,7 @@ _LIMIT_FIELDS: dict[str, Any] = {
 }
 _SPEND_FIELDS: dict[str, Any] = {
     "requests": _COUNT,
+    "attempts": {**_COUNT, "description": "upstream requests made, failovers included"},
     "input_tokens": _COUNT,
     "output_tokens": _COUNT,
     "cache_write_5m_tokens": _COUNT,
@@ -79,9 +96,11 @@ SCHEMAS: dict[str, Any] = {
         ("error",),
     ),
     "Deleted": _obj({"id": _STR, "deleted": {"type": "boolean"}}, ("id", "deleted")),
-    "TeamCreate": _obj({"name": _STR, "tags": _TAGS}, ("name",)),
-    "TeamUpdate": _obj({"name": _STR, "tags": _TAGS}),
-    "Team": _obj({"id": _STR, "name": _STR, "tags": _TAGS, "created_at": _TIME}, ("id", "name")),
+    "TeamCreate": _obj({"name": _STR, "tags": _TAGS, **_TEAM_RESIDENCY}, ("name",)),
+    "TeamUpdate": _obj({"name": _STR, "tags": _TAGS, **_TEAM_RESIDENCY}),
+    "Team": _obj(
+        {"id": _STR, "name": _STR, "tags": _TAGS, **_TEAM_RESIDENCY, "created_at": _TIME}, ("id", "name")
+    ),
     "TeamList": _list("Team"),
     "UserCreate": _obj(
         {"name": _STR, "email": _NULLABLE_STR, "team_id": _NULLABLE_STR, "tags": _TAGS}, ("name",)
@@ -106,6 +125,7 @@ SCHEMAS: dict[str, Any] = {
             "team_id": _NULLABLE_STR,
             "is_admin": {"type": "boolean"},
             "allowed_models": _KEY_FIELDS["allowed_models"],
+            "allowed_regions": _REGIONS,
             **_EXPIRY,
             "tags": _TAGS,
         },
@@ -116,6 +136,7 @@ SCHEMAS: dict[str, Any] = {
             "name": _STR,
             "is_admin": {"type": "boolean"},
             "allowed_models": _KEY_FIELDS["allowed_models"],
+            "allowed_regions": _REGIONS,
             **_EXPIRY,
             "tags": _TAGS,
         }
@@ -157,13 +178,16 @@ SCHEMAS: dict[str, Any] = {
     ),
     "SpendRow": _obj(
         {
-            "group": {**_NULLABLE_STR, "description": "the key, user, team, model or day; null: none"},
+            "group": {
+                **_NULLABLE_STR,
+                "description": "the key, user, team, model, deployment or day; null: none",
+            },
             **_SPEND_FIELDS,
         }
     ),
     "SpendReport": _obj(
         {
-            "by": {"type": "string", "enum": ["key", "user", "team", "model", "day"]},
+            "by": {"type": "string", "enum": ["key", "user", "team", "model", "deployment", "day"]},
             "since": _TIME,
             "until": _NULLABLE_TIME,
             "data": {"type": "array", "items": {"$ref": "#/components/schemas/SpendRow"}},

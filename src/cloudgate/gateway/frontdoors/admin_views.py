@@ -17,7 +17,7 @@ from cloudgate.store.apikeys import CreatedKey, KeyInfo
 from cloudgate.store.directory import TeamInfo, UserInfo
 from cloudgate.store.spend import ReportBy, SpendReportRow
 
-REPORT_BY: tuple[ReportBy, ...] = ("key", "user", "team", "model", "day")
+REPORT_BY: tuple[ReportBy, ...] = ("key", "user", "team", "model", "deployment", "day")
 LIMIT_FIELDS = (
     "requests_per_minute",
     "input_tokens_per_minute",
@@ -37,7 +37,18 @@ def iso(value: datetime | None) -> str | None:
 
 def team_view(team: TeamInfo) -> dict[str, Any]:
     """A team as JSON."""
-    return {"id": team.id, "name": team.name, "tags": list(team.tags), "created_at": iso(team.created_at)}
+    return {
+        "id": team.id,
+        "name": team.name,
+        "tags": list(team.tags),
+        "allowed_regions": _optional_list(team.allowed_regions),
+        "preferred_providers": _optional_list(team.preferred_providers),
+        "created_at": iso(team.created_at),
+    }
+
+
+def _optional_list(values: tuple[str, ...] | None) -> list[str] | None:
+    return None if values is None else list(values)
 
 
 def user_view(user: UserInfo) -> dict[str, Any]:
@@ -61,7 +72,8 @@ def key_view(key: KeyInfo) -> dict[str, Any]:
         "user_id": key.user_id,
         "team_id": key.team_id,
         "is_admin": key.is_admin,
-        "allowed_models": None if key.allowed_models is None else list(key.allowed_models),
+        "allowed_models": _optional_list(key.allowed_models),
+        "allowed_regions": _optional_list(key.allowed_regions),
         "tags": list(key.tags),
         "created_at": iso(key.created_at),
         "expires_at": iso(key.expires_at),
@@ -108,6 +120,7 @@ def spend_view(row: SpendReportRow) -> dict[str, Any]:
     return {
         "group": row.group,
         "requests": row.requests,
+        "attempts": row.attempts,
         "input_tokens": row.input_tokens,
         "output_tokens": row.output_tokens,
         "cache_write_5m_tokens": row.cache_write_5m_tokens,
@@ -165,6 +178,7 @@ def spend_total(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 _SPEND_COUNTS = (
     "requests",
+    "attempts",
     "input_tokens",
     "output_tokens",
     "cache_write_5m_tokens",
