@@ -118,3 +118,14 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
 def gw(make_stack: Callable[..., Stack]) -> Stack:
     """Emulator + gateway with default settings."""
     return make_stack()
+
+
+# One upstream attempt per request: for tests of how a single upstream answer (an error
+# above all) reaches the caller, which failover would otherwise absorb.
+NO_FAILOVER: dict[str, Any] = {"routing": {"max_attempts": 1, "fallback": "none"}}
+
+
+@pytest.fixture
+def gw_single(make_stack: Callable[..., Stack]) -> Stack:
+    """Emulator + gateway that makes one upstream attempt per request (no failover, no retry)."""
+    return make_stack(settings=NO_FAILOVER)

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from cloudgate.cli.demo import tool_round_trip_script
-from cloudgate.emulator import EmulatorConfig
+from cloudgate.emulator import EmulatorConfig, Fault
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.e2e
@@ -195,6 +195,31 @@ def test_anthropic_and_vertex_modes_served_by_other_clouds(make_stack, tmp_path:
     second_home.mkdir()
     _assert_round_trip(stack, run_claude(vertex, second_home))
     assert {r.provider for r in stack.sink.records} == {backend}
+
+
+def test_claude_code_never_sees_a_quota_storm_or_an_outage(make_stack, tmp_path: Path) -> None:
+    """Global is out of quota and Vertex is down altogether: Bedrock serves the whole session."""
+    stack = make_stack(
+        emulator=EmulatorConfig(script=tool_round_trip_script()),
+        settings={
+            "routing": {
+                "deployments": [
+                    {"provider": "vertex", "region": "global"},
+                    {"provider": "vertex", "region": "us-east5"},
+                    {"provider": "bedrock", "region": "us-east-1", "priority": 1},
+                ]
+            }
+        },
+    )
+    stack.emulator.state.faults.add(Fault(kind="rate_limit", location="global"))
+    stack.emulator.state.faults.add(Fault(kind="drop_connection", location="us-east5"))
+    env = {"ANTHROPIC_BASE_URL": stack.url, "ANTHROPIC_AUTH_TOKEN": stack.key}
+    _assert_round_trip(stack, run_claude(env, tmp_path))
+    streamed = [r for r in stack.sink.records if r.stream]
+    assert streamed and {r.provider for r in streamed} == {"bedrock"}
+    assert any(len(r.attempts) == 3 for r in streamed), [r.attempts for r in streamed]
+    # One session, one deployment: the session id kept it on Bedrock once it got there.
+    assert len({r.deployment for r in streamed}) == 1
 
 
 def test_store_key_then_exhausted_budget(scripted: Stack, tmp_path: Path) -> None:

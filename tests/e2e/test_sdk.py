@@ -65,7 +65,8 @@ def test_vertex_client_plain_and_streaming(gw: Stack) -> None:
     assert streamed.json["anthropic_version"] == ANTHROPIC_API_VERSION
 
 
-def test_sdk_sees_typed_errors(gw: Stack) -> None:
+def test_sdk_sees_typed_errors(gw_single: Stack) -> None:
+    gw = gw_single
     client = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
     gw.emulator.state.faults.add(Fault(kind="rate_limit", times=1))
     with pytest.raises(anthropic.RateLimitError) as info:
@@ -81,11 +82,20 @@ def test_sdk_sees_typed_errors(gw: Stack) -> None:
         )
 
 
-def test_sdk_retries_recover_through_the_gateway(gw: Stack) -> None:
+def test_sdk_retries_recover_through_the_gateway(gw_single: Stack) -> None:
+    gw = gw_single
     gw.emulator.state.faults.add(Fault(kind="overloaded", times=1))
     client = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=2)
     assert client.messages.create(model="claude-sonnet-4-6", max_tokens=5, messages=MSG).content
     assert [r.status for r in gw.records(2)] == [529, 200]
+
+
+def test_the_gateway_absorbs_an_overload_before_the_sdk_sees_it(gw: Stack) -> None:
+    gw.emulator.state.faults.add(Fault(kind="overloaded", times=1))
+    client = anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0)
+    assert client.messages.create(model="claude-sonnet-4-6", max_tokens=5, messages=MSG).content
+    (record,) = gw.records(1)
+    assert record.status == 200 and [a["status"] for a in record.attempts] == [529, 200]
 
 
 @pytest.mark.parametrize("backend", ["vertex", "bedrock", "anthropic"])

@@ -11,7 +11,7 @@ import requests
 
 from cloudgate.emulator import EmulatorConfig, Fault
 from cloudgate.protocol.sse import SSEParser
-from tests.conftest import UPSTREAM_PROJECT, Stack
+from tests.conftest import NO_FAILOVER, UPSTREAM_PROJECT, Stack
 
 MSG = {"role": "user", "content": "Hello there"}
 VERTEX_PATH = (
@@ -240,7 +240,8 @@ def test_cache_usage_is_recorded(make_stack) -> None:
         ("overloaded", 529, "overloaded_error"),
     ],
 )
-def test_upstream_errors_in_each_format(gw: Stack, kind: str, status: int, etype: str) -> None:
+def test_upstream_errors_in_each_format(gw_single: Stack, kind: str, status: int, etype: str) -> None:
+    gw = gw_single
     gw.emulator.state.faults.add(Fault(kind=kind, times=2))
     a = post(gw, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [MSG]})
     assert a.status_code == status
@@ -258,7 +259,8 @@ def test_upstream_errors_in_each_format(gw: Stack, kind: str, status: int, etype
     assert [r.status for r in gw.records(2)] == [status, status]
 
 
-def test_error_pass_through_is_byte_for_byte(gw: Stack) -> None:
+def test_error_pass_through_is_byte_for_byte(gw_single: Stack) -> None:
+    gw = gw_single
     gw.emulator.state.faults.add(Fault(kind="rate_limit", times=2))
     path = VERTEX_PATH.format(model="claude-sonnet-4-5@20250929", method="rawPredict")
     through = post(gw, path, {"anthropic_version": "v", "max_tokens": 5, "messages": [MSG]})
@@ -277,7 +279,7 @@ def test_error_pass_through_is_byte_for_byte(gw: Stack) -> None:
 
 
 def test_slow_first_byte_times_out(make_stack) -> None:
-    gw = make_stack(settings={"gateway": {"timeouts": {"first_byte": 0.3}}})
+    gw = make_stack(settings={"gateway": {"timeouts": {"first_byte": 0.3}}, **NO_FAILOVER})
     gw.emulator.state.faults.add(Fault(kind="slow_first_byte", delay=2.0, times=1))
     started = time.monotonic()
     resp = post(gw, "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [MSG]})
@@ -439,7 +441,9 @@ def test_idle_stream_times_out_with_an_error_event(make_stack) -> None:
 def test_connect_failure_is_a_502(make_stack) -> None:
     from cloudgate.util.server import free_port
 
-    gw = make_stack(settings={"vertex": {"base_urls": {"us-east5": f"http://127.0.0.1:{free_port()}/v1"}}})
+    gw = make_stack(
+        settings={"vertex": {"base_urls": {"us-east5": f"http://127.0.0.1:{free_port()}/v1"}}, **NO_FAILOVER}
+    )
     resp = post(gw, "/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [MSG]})
     assert resp.status_code == 502 and resp.json()["error"]["type"] == "api_error"
     assert "unreachable" in resp.json()["error"]["message"]

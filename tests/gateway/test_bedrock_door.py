@@ -132,7 +132,10 @@ def test_inference_profiles_for_claude_code(gw: Stack) -> None:
         ("overloaded", 503, "ServiceUnavailableException"),
     ],
 )
-def test_vertex_errors_keep_their_meaning_in_aws_terms(gw: Stack, kind: str, status: int, name: str) -> None:
+def test_vertex_errors_keep_their_meaning_in_aws_terms(
+    gw_single: Stack, kind: str, status: int, name: str
+) -> None:
+    gw = gw_single
     gw.emulator.state.faults.add(Fault(kind=kind, times=1))
     resp = invoke(gw, SONNET, body())
     assert resp.status_code == status

@@ -9,7 +9,7 @@ import pytest
 
 from cloudgate.cli.demo import tool_round_trip_script
 from cloudgate.emulator import EmulatorConfig, Fault
-from tests.conftest import Stack
+from tests.conftest import NO_FAILOVER, Stack
 from tests.gateway.wire_clients import DOORS, count_tokens, send
 
 BACKENDS = ("vertex", "bedrock", "anthropic")
@@ -36,9 +36,12 @@ UPSTREAM_PATH = {
 }
 
 
-def _stack(make_stack, backend: str, **emulator: object) -> Stack:
+def _stack(make_stack, backend: str, *, failover: bool = True, **emulator: object) -> Stack:
     config = EmulatorConfig(script=tool_round_trip_script(), count_tokens_global=True, **emulator)  # type: ignore[arg-type]
-    return make_stack(emulator=config, settings={"provider": backend, "vertex": {"region": "global"}})
+    settings: dict[str, object] = {"provider": backend, "vertex": {"region": "global"}}
+    if not failover:
+        settings.update(NO_FAILOVER)
+    return make_stack(emulator=config, settings=settings)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -112,7 +115,7 @@ EXPECTED_THROTTLE = {
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("door", DOORS)
 def test_throttling_keeps_its_meaning(make_stack, door: str, backend: str) -> None:
-    stack = _stack(make_stack, backend)
+    stack = _stack(make_stack, backend, failover=False)
     stack.emulator.state.faults.add(Fault(kind="rate_limit", times=1))
     answer = send(
         stack.url,

@@ -336,7 +336,7 @@ async def test_profile_with_session_credentials(emulator: tuple[EmulatorApp, str
     prov = await started(url, profile="team")
     try:
         assert prov.region == "eu-west-1"
-        resp = await prov.send(call(stream=True), Target("bedrock", MODEL))
+        resp = await prov.send(call(stream=True), Target("bedrock", MODEL.replace("us.", "eu.", 1)))
         assert [e["type"] for e in await read_events(resp)][-1] == "message_stop"
     finally:
         await prov.transport.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -93,6 +94,15 @@ class VertexSettings(_Section):
         return region
 
 
+INFERENCE_PROFILES = frozenset({"auto", "none", "global", "us", "eu", "apac", "jp", "au", "us-gov", "ca"})
+
+
+def _inference_profile(value: str) -> str:
+    if value not in INFERENCE_PROFILES:
+        raise ValueError(f"inference_profile must be one of {sorted(INFERENCE_PROFILES)}")
+    return value
+
+
 class BedrockSettings(_Section):
     """The Amazon Bedrock upstream."""
 
@@ -113,10 +123,7 @@ class BedrockSettings(_Section):
     @field_validator("inference_profile")
     @classmethod
     def _valid_profile(cls, value: str) -> str:
-        allowed = {"auto", "none", "global", "us", "eu", "apac", "jp", "au", "us-gov", "ca"}
-        if value not in allowed:
-            raise ValueError(f"inference_profile must be one of {sorted(allowed)}")
-        return value
+        return _inference_profile(value)
 
 
 class AnthropicSettings(_Section):
@@ -167,6 +174,114 @@ class CachingSettings(_Section):
     ttl_1h: bool = False
 
 
+ProviderName = Literal["vertex", "bedrock", "anthropic"]
+
+_PLACE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def _places(values: list[str] | None, what: str) -> list[str] | None:
+    if values is None:
+        return None
+    cleaned = [v.strip().lower() for v in values]
+    bad = [v for v in cleaned if not _PLACE.match(v)]
+    if bad:
+        raise ValueError(f"not a region or geography name in {what}: {', '.join(map(repr, bad))}")
+    return cleaned
+
+
+class DeploymentSettings(_Section):
+    """One place a model can run: provider + project/account + region, and how to use it."""
+
+    # A name for logs, health and spend; default `provider/region` (plus project when set).
+    name: str | None = None
+    provider: ProviderName
+    # Vertex location or AWS region; default: the provider section's.
+    region: str | None = None
+    # Vertex project; default: the vertex section's, then the one the credentials name.
+    project: str | None = None
+    # Bedrock inference profile for this deployment (as bedrock.inference_profile).
+    inference_profile: str | None = None
+    # Models served here (ids, any platform's spelling, or aliases); None: every model the
+    # catalog lists for this provider and region.
+    models: list[str] | None = None
+    # Model -> the upstream id to send here, overriding the catalog's.
+    model_ids: dict[str, str] = Field(default_factory=dict)
+    # Lower priorities are tried first; equal ones share traffic by `weight`.
+    priority: int = 0
+    weight: float = Field(1.0, gt=0)
+    # The most requests in flight here; adaptive concurrency stays at or below it.
+    max_concurrency: int | None = Field(None, ge=1)
+    # Requests per minute sent here at most (a known quota): beyond it, other deployments first.
+    rpm: int | None = Field(None, ge=1)
+    timeouts: TimeoutSettings | None = None
+    # Credentials and endpoint of this deployment when they differ from the provider section's.
+    credentials_file: str | None = None  # vertex
+    profile: str | None = None  # bedrock (AWS_PROFILE)
+    api_key: str | None = None  # bedrock API key or Anthropic API key
+    base_url: str | None = None
+
+    @field_validator("inference_profile")
+    @classmethod
+    def _valid_profile(cls, value: str | None) -> str | None:
+        return None if value is None else _inference_profile(value)
+
+    @property
+    def label(self) -> str:
+        """The deployment's name, given or derived."""
+        if self.name:
+            return self.name
+        parts: list[str] = [self.provider]
+        if self.project:
+            parts.append(self.project)
+        if self.region:
+            parts.append(self.region)
+        if self.inference_profile and self.inference_profile not in ("auto", "none"):
+            parts.append(self.inference_profile)
+        return "/".join(parts)
+
+
+class RoutingSettings(_Section):
+    """Deployments, failover, retries, health and affinity (see docs/user-guide.md#routing)."""
+
+    # Explicit deployments; empty: derived from the provider sections and the catalog.
+    deployments: list[DeploymentSettings] = Field(default_factory=list)
+    # For derived deployments: where a model may also be served when its region fails.
+    # none: only the configured region; same-geography: other catalog locations in the same
+    # geography (us-east5 -> us, other us-* regions); any: every catalog location, global first.
+    fallback: Literal["none", "same-geography", "any"] = "same-geography"
+    # Further providers whose derived deployments follow the main one's (cross-provider failover).
+    fallback_providers: list[ProviderName] = Field(default_factory=list)
+    # Within one priority: cost (cheapest first, e.g. global before regional) or weight only.
+    order: Literal["cost", "weight"] = "cost"
+    # Regions (or geographies: us, eu, apac, global) every request must stay in; None: anywhere.
+    allowed_regions: list[str] | None = None
+    # Upstream attempts per request, failovers included.
+    max_attempts: int = Field(4, ge=1, le=20)
+    # Backoff before going round the deployments again: capped exponential with full jitter.
+    backoff_initial: float = Field(0.5, ge=0)
+    backoff_max: float = Field(8.0, ge=0)
+    # The most one request waits in backoff, retry-after included; longer waits are the caller's.
+    max_retry_wait: float = Field(15.0, ge=0)
+    # Consecutive failures that put a deployment in cooldown, and for how long (doubling on
+    # each failed probe up to cooldown_max).
+    cooldown_failures: int = Field(3, ge=1)
+    cooldown_seconds: float = Field(30.0, gt=0)
+    cooldown_max: float = Field(300.0, gt=0)
+    # How long a model a deployment answered 404 for is skipped there.
+    not_found_seconds: float = Field(600.0, gt=0)
+    # Adaptive concurrency per deployment: halves on 429/529, grows back by one per success.
+    adaptive_concurrency: bool = True
+    max_concurrency: int = Field(256, ge=1)
+    # Keep a session (x-claude-code-session-id, else the prompt prefix) on one deployment.
+    affinity: bool = True
+    affinity_ttl: float = Field(3600.0, gt=0)
+
+    @field_validator("allowed_regions")
+    @classmethod
+    def _valid_regions(cls, values: list[str] | None) -> list[str] | None:
+        return _places(values, "routing.allowed_regions")
+
+
 class Settings(_Section):
     """All of cloudgate's settings."""
 
@@ -178,6 +293,7 @@ class Settings(_Section):
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     caching: CachingSettings = Field(default_factory=CachingSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     # Redis for counters shared by several gateway processes (budgets, rate limits); None keeps
     # them in this process's memory.

@@ -20,7 +20,7 @@ import orjson
 
 from cloudgate import __version__
 from cloudgate.catalog import Catalog, default_catalog
-from cloudgate.config.settings import Settings
+from cloudgate.config.settings import DeploymentSettings, Settings
 from cloudgate.gateway import caching, proxy
 from cloudgate.gateway.auth import AuthError, Caller, KeyAuthenticator, is_sigv4, presented_keys
 from cloudgate.gateway.frontdoors import anthropic as anthropic_door
@@ -35,9 +35,10 @@ from cloudgate.gateway.types import Receive, Scope, Send
 from cloudgate.governance.types import Principal
 from cloudgate.protocol.errors import GatewayError, aws_error_body
 from cloudgate.protocol.messages import MessagesCall, Operation, Usage
-from cloudgate.providers.base import Provider
+from cloudgate.providers.base import Provider, Target
 from cloudgate.providers.transport import Timeouts, Transport
 from cloudgate.routing import Router
+from cloudgate.routing.deployments import account_key
 
 log = logging.getLogger("cloudgate.gateway")
 
@@ -190,6 +191,9 @@ class GatewayApp:
         if path in ("/health", "/healthz", "/livez"):
             await send_response(send, 200, orjson.dumps({"status": "ok", "version": __version__}))
             return
+        if path == "/health/deployments":
+            await self._deployments(scope, send, method)
+            return
         await self._reject(send, anthropic_door, 404, f"no route for {method} {path}")
 
     async def _bedrock(self, scope: Scope, receive: Receive, send: Send, path: str, method: str) -> None:
@@ -251,6 +255,18 @@ class GatewayApp:
     async def _reject(self, send: Send, door: ModuleType, status: int, message: str) -> None:
         code, body, headers = door.error_response(GatewayError(status, message))
         await send_response(send, code, body, headers)
+
+    async def _deployments(self, scope: Scope, send: Send, method: str) -> None:
+        """Every deployment with its health per model (any gateway key may look)."""
+        if method != "GET":
+            await self._reject(send, anthropic_door, 405, f"{method} is not allowed here; use GET")
+            return
+        try:
+            await self._principal(scope)
+        except GatewayError as exc:
+            await self._reject(send, anthropic_door, exc.status, exc.message)
+            return
+        await send_response(send, 200, orjson.dumps(deployments_view(self.state.router)))
 
     async def _models(self, scope: Scope, send: Send) -> None:
         try:
@@ -338,30 +354,26 @@ class GatewayApp:
             if name in headers:
                 call.passthrough_headers[name] = headers[name]
 
-        target = state.router.route(call)
-        if caching.apply_cache_policy(call.body, state.settings.caching, state.router.family(target.model)):
+        plan = state.router.plan(call, principal)
+        if caching.apply_cache_policy(call.body, state.settings.caching, state.router.family(plan.model)):
             call.raw_body = b""
-        record.provider = target.provider
-        record.upstream_model = target.model
-        record.region = target.region or ""
-        record.project = target.project or ""
+        proxy.aim(record, plan.first_target)
         record.betas = call.betas
-        provider = state.providers.get(target.provider)
-        if provider is None:
-            raise GatewayError(500, f"provider {target.provider!r} is not configured", error_type="api_error")
         governor = state.governor
         ticket = (
-            await governor.admit(principal, call, target, record, len(raw)) if governor is not None else None
+            await governor.admit(principal, call, plan.targets(), record, len(raw))
+            if governor is not None
+            else None
         )
         cost = None
         if ticket is not None and governor is not None:
             priced = ticket
 
-            def cost(usage: Usage) -> int:
-                return governor.price(priced, usage)
+            def cost(usage: Usage, target: Target) -> int:
+                return governor.price(priced, usage, target)
 
         try:
-            await proxy.forward(provider, call, target, record, receive, send, cost)
+            await proxy.forward(state.providers, plan, call, record, receive, send, cost)
         except GatewayError as err:
             record.status, record.error_type, record.error_message = err.status, err.error_type, err.message
             raise
@@ -411,25 +423,85 @@ class GatewayApp:
         if isinstance(err, InvalidJSON) and door is vertex_door:
             err.raw_body = None  # Vertex reports unreadable JSON in Google's envelope
         status, body, headers = door.error_response(err)
+        rid = record.request_id.encode()
+        headers = [*headers, (b"x-cloudgate-request-id", rid)]
+        if door is bedrock_door:
+            headers.append((b"x-amzn-requestid", rid))
         try:
             await send_response(send, status, body, headers)
         except Exception:  # the response may have started; nothing more can be said
             log.debug("could not send error response for %s", record.request_id, exc_info=True)
 
 
-def build_provider(settings: Settings, transport: Transport) -> Provider:
-    """The upstream named by `settings.provider`, ready to `start()`."""
-    if settings.provider == "bedrock":
+def build_provider(
+    settings: Settings, transport: Transport, spec: DeploymentSettings | None = None
+) -> Provider:
+    """The upstream named by `settings.provider` (or by `spec`, with its own credentials and
+    endpoint), ready to `start()`."""
+    kind = spec.provider if spec is not None else settings.provider
+    if kind == "bedrock":
         from cloudgate.providers.bedrock import BedrockProvider
 
-        return BedrockProvider(settings.bedrock, transport)
-    if settings.provider == "anthropic":
+        bedrock = settings.bedrock
+        if spec is not None:
+            bedrock = bedrock.model_copy(update=_overrides(spec, profile="profile", api_key="api_key"))
+        return BedrockProvider(bedrock, transport)
+    if kind == "anthropic":
         from cloudgate.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(settings.anthropic, transport)
+        anthropic = settings.anthropic
+        if spec is not None:
+            anthropic = anthropic.model_copy(update=_overrides(spec, api_key="api_key"))
+        return AnthropicProvider(anthropic, transport)
     from cloudgate.providers.vertex import VertexProvider
 
-    return VertexProvider(settings.vertex, transport)
+    vertex = settings.vertex
+    if spec is not None:
+        vertex = vertex.model_copy(update=_overrides(spec, credentials_file="credentials_file"))
+    return VertexProvider(vertex, transport)
+
+
+def _overrides(spec: DeploymentSettings, **fields: str) -> dict[str, object]:
+    update: dict[str, object] = {}
+    for ours, theirs in fields.items():
+        value = getattr(spec, ours)
+        if value:
+            update[theirs] = value
+    if spec.base_url:
+        update["base_url"] = spec.base_url
+    return update
+
+
+def build_providers(settings: Settings, transport: Transport) -> dict[str, Provider]:
+    """One provider per account the deployments use: the configured provider, the fallback
+    providers, and every explicit deployment's (shared when credentials and endpoint match)."""
+    providers: dict[str, Provider] = {}
+    routing = settings.routing
+    if not routing.deployments:
+        for kind in [settings.provider, *routing.fallback_providers]:
+            if kind not in providers:
+                providers[kind] = build_provider(settings.model_copy(update={"provider": kind}), transport)
+    for spec in routing.deployments:
+        key = account_key(spec)
+        if key not in providers:
+            providers[key] = build_provider(settings, transport, spec)
+    return providers
+
+
+def deployments_view(router: Router) -> dict[str, object]:
+    """What GET /health/deployments answers: each deployment with its health per model."""
+    health: dict[str, list[dict[str, object]]] = {}
+    for entry in router.board.snapshot():
+        health.setdefault(str(entry["deployment"]), []).append(entry)
+    deployments = []
+    degraded = False
+    for deployment in router.table.all():
+        view = deployment.describe()
+        entries = health.get(deployment.name, [])
+        view["health"] = entries
+        degraded = degraded or any(e["state"] in ("cooling", "half-open") for e in entries)
+        deployments.append(view)
+    return {"status": "degraded" if degraded else "ok", "deployments": deployments}
 
 
 def create_gateway_app(
@@ -450,8 +522,7 @@ def create_gateway_app(
         timeouts=Timeouts(connect=t.connect, first_byte=t.first_byte, idle=t.idle, total=t.total)
     )
     if providers is None:
-        provider = build_provider(settings, transport)
-        providers = {provider.name: provider}
+        providers = build_providers(settings, transport)
     if sinks is None:
         sinks = [JsonLinesSink(settings.gateway.request_log)] if settings.gateway.log_requests else []
     state = GatewayState(

@@ -124,16 +124,23 @@ class Governor:
     # -- around one call ----------------------------------------------------------------------
 
     async def admit(
-        self, principal: Principal, call: MessagesCall, target: Target, record: RequestRecord, body_size: int
+        self,
+        principal: Principal,
+        call: MessagesCall,
+        targets: list[Target],
+        record: RequestRecord,
+        body_size: int,
     ) -> Ticket:
         """Check the model, admit against the rate limits, reserve the worst-case cost, and
         journal the start; raises `GatewayError` in caller-neutral terms when refused.
 
-        `body_size` is the caller's body in bytes, which bounds the input tokens from above.
+        `targets` are the places failover may take the call (the first is the likeliest); the
+        reservation covers the dearest. `body_size` is the caller's body in bytes, which bounds
+        the input tokens from above.
         """
+        target = targets[0]
         if principal.allowed_models is not None and not self._model_allowed(principal, call, target):
             raise GatewayError(403, f"this key may not use model {call.model}", error_type="permission_error")
-        entry_model = self._price_entry(target.model)
         input_upper = estimate_input_tokens(body_size)
         admission: Admission | None = None
         reservation: Reservation | None = None
@@ -142,13 +149,16 @@ class Governor:
         worst = 0
         if call.operation is Operation.MESSAGES:
             max_tokens = call.body.get("max_tokens")
-            worst = max_cost_micro(
-                entry_model,
-                input_tokens_upper=input_upper,
-                max_tokens=max_tokens if isinstance(max_tokens, int) else _DEFAULT_MAX_TOKENS,
-                provider=target.provider,
-                region=target.region,
-                betas=call.betas,
+            worst = max(
+                max_cost_micro(
+                    self._price_entry(t.model),
+                    input_tokens_upper=input_upper,
+                    max_tokens=max_tokens if isinstance(max_tokens, int) else _DEFAULT_MAX_TOKENS,
+                    provider=t.provider,
+                    region=t.region,
+                    betas=call.betas,
+                )
+                for t in targets
             )
         try:
             if principal.limits:
@@ -172,6 +182,7 @@ class Governor:
             model=call.model,
             upstream_model=target.model,
             region=target.region or "",
+            deployment=target.deployment,
             reserved_micro=worst,
             session_id=record.session_id,
             tags=list(principal.tags),
@@ -217,23 +228,28 @@ class Governor:
             self._price_entries[model] = entry
         return entry
 
-    def price(self, ticket: Ticket, usage: Usage) -> int:
-        """The cost of an answer with this usage, in micro-dollars."""
-        entry = self._price_entry(ticket.entry.upstream_model)
+    def price(self, ticket: Ticket, usage: Usage, target: Target | None = None) -> int:
+        """The cost of an answer with this usage at `target` (default: where the ticket says)."""
+        spent = ticket.entry
+        model, provider, region = spent.upstream_model, spent.provider, spent.region or None
+        if target is not None:
+            model, provider, region = target.model, target.provider, target.region
         cost = price_usage(
-            usage,
-            entry,
-            provider=ticket.entry.provider,
-            region=ticket.entry.region or None,
-            betas=ticket.betas,
+            usage, self._price_entry(model), provider=provider, region=region, betas=ticket.betas
         )
         return cost.micro
 
     async def finish(self, ticket: Ticket, record: RequestRecord, operation: str) -> None:
         """Settle what `admit` reserved with what the answer really cost, and log the spend."""
+        entry = ticket.entry
+        if record.deployment:  # failover may have taken the call elsewhere than first planned
+            entry.provider = record.provider
+            entry.upstream_model = record.upstream_model
+            entry.region = record.region
+            entry.deployment = record.deployment
+        entry.attempts = len(record.attempts)
         cost = self.price(ticket, record.usage) if operation == Operation.MESSAGES.value else 0
         usage = record.usage
-        entry = ticket.entry
         entry.status = record.status
         entry.input_tokens = usage.input_tokens
         entry.output_tokens = usage.output_tokens

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 
 import orjson
 
 from cloudgate.gateway.records import RequestRecord
 from cloudgate.gateway.types import Headers, Message, Receive, Send
-from cloudgate.protocol.errors import GatewayError
+from cloudgate.protocol.errors import ANTHROPIC_STATUS, GatewayError
 from cloudgate.protocol.eventstream import EventStreamError
 from cloudgate.protocol.messages import MessagesCall, Operation, Usage, WireFormat
 from cloudgate.protocol.transcode import (
@@ -32,6 +33,8 @@ from cloudgate.protocol.transcode import (
 from cloudgate.protocol.usage import usage_from_message
 from cloudgate.providers.base import Provider, Target, transport_error_to_gateway
 from cloudgate.providers.transport import TransportError, UpstreamResponse
+from cloudgate.routing.health import Outcome
+from cloudgate.routing.plan import Attempt, Plan
 from cloudgate.util.tasks import spawn
 
 log = logging.getLogger("cloudgate.gateway")
@@ -111,37 +114,51 @@ def _relay_for(caller: WireFormat, upstream_sse: bool) -> Relay:
 
 
 async def forward(
-    provider: Provider,
+    providers: Mapping[str, Provider],
+    plan: Plan,
     call: MessagesCall,
-    target: Target,
     record: RequestRecord,
     receive: Receive,
     send: Send,
-    cost: Callable[[Usage], int] | None = None,
+    cost: Callable[[Usage, Target], int] | None = None,
 ) -> None:
-    """Send `call` to `target` and relay the answer in the caller's wire format; fills `record`.
+    """Send `call` along `plan`, failing over until an answer starts, and relay it in the
+    caller's wire format; fills `record`.
 
-    `cost` prices a whole answer's usage for the `x-cloudgate-cost-usd` header.
+    `cost` prices a whole answer's usage at its target for the `x-cloudgate-cost-usd` header.
 
     Raises `GatewayError` (before any byte was sent) or `ClientDisconnected`.
     """
     watch = DisconnectWatch(receive)
-    started = time.perf_counter()
+    attempt: Attempt | None = None
     resp: UpstreamResponse | None = None
     caller = call.frontdoor
     try:
-        resp = await provider.send(call, target)
-        record.first_byte_ms = round((time.perf_counter() - started) * 1000, 3)
+        while True:
+            attempt = await plan.next()
+            aim(record, attempt.target)
+            try:
+                started = time.perf_counter()
+                resp, opening = await _open(providers, call, attempt.target)
+                record.first_byte_ms = round((time.perf_counter() - started) * 1000, 3)
+                break
+            except GatewayError as err:
+                resp = None
+                if not plan.failed(attempt, err):
+                    raise
+                log.info(
+                    "request %s: %s failed with %d (%s); trying the next deployment",
+                    record.request_id, attempt.deployment.name, err.status, err.error_type,
+                )  # fmt: skip
         record.status = resp.status
-        content_type = resp.headers.get("content-type", "")
-        if content_type.startswith(("text/event-stream", "application/vnd.amazon.eventstream")):
-            relay = _relay_for(caller, content_type.startswith("text/event-stream"))
-            headers = _response_headers(resp, record.request_id, caller, relay.content_type)
-            await _relay_stream(resp, relay, headers, record, send)
+        if isinstance(opening, _Stream):
+            headers = _response_headers(resp, record.request_id, caller, opening.relay.content_type)
+            await _relay_stream(resp, opening, headers, record, send)
         else:
             headers = _response_headers(resp, record.request_id, caller)
-            await _relay_whole(resp, call, headers, record, send, cost)
+            await _send_whole(resp, opening, call, attempt.target, headers, record, send, cost)
         watch.done()
+        plan.finished(attempt, _stream_outcome(record), record.status, record.error_type)
     except asyncio.CancelledError:
         if not watch.fired:
             raise
@@ -151,28 +168,104 @@ async def forward(
         if resp is not None:
             resp.close()
         raise ClientDisconnected from None
-    except TransportError as exc:
-        watch.done()
-        raise transport_error_to_gateway(exc, provider=provider.name) from exc
     except BaseException:
         watch.done()
         raise
+    finally:
+        if attempt is not None:
+            plan.abandon(attempt)  # no-op once the outcome is recorded
+        record.attempts = [a.as_dict() for a in plan.attempts]
 
 
-async def _relay_whole(
+@dataclass(slots=True)
+class _Stream:
+    """A stream whose head was read before answering: the relay and what it made of the head."""
+
+    relay: Relay
+    head: bytes
+    chunks: AsyncIterator[bytes]  # the rest of the body
+
+
+def aim(record: RequestRecord, target: Target) -> None:
+    """Point the record at the target being tried."""
+    record.provider = target.provider
+    record.upstream_model = target.model
+    record.region = target.region or ""
+    record.project = target.project or ""
+    record.deployment = target.deployment
+
+
+async def _open(
+    providers: Mapping[str, Provider], call: MessagesCall, target: Target
+) -> tuple[UpstreamResponse, _Stream | bytes]:
+    """Send the request and read up to the answer's first event (or all of a whole answer).
+
+    Everything here happens before the caller sees a byte, so any failure, an error event at
+    the head of a stream included, is a `GatewayError` the plan may fail over from.
+    """
+    provider = providers.get(target.account) or providers.get(target.provider)
+    if provider is None:
+        raise GatewayError(500, f"provider {target.provider!r} is not configured", error_type="api_error")
+    resp = await provider.send(call, target)
+    try:
+        content_type = resp.headers.get("content-type", "")
+        if not content_type.startswith(("text/event-stream", "application/vnd.amazon.eventstream")):
+            return resp, await resp.read()
+        relay = _relay_for(call.frontdoor, content_type.startswith("text/event-stream"))
+        chunks = resp.iter_chunks()
+        return resp, _Stream(relay, await _head(chunks, relay), chunks)
+    except TransportError as exc:
+        resp.close()
+        raise transport_error_to_gateway(exc, provider=provider.name) from exc
+    except EventStreamError as exc:
+        resp.close()
+        raise GatewayError(
+            502, f"{provider.name} sent a corrupt event stream: {exc}", error_type="api_error"
+        ) from exc
+    except GatewayError:
+        resp.close()
+        raise
+
+
+async def _head(chunks: AsyncIterator[bytes], relay: Relay) -> bytes:
+    """Relay the stream's first chunk; an error instead of a message start becomes a GatewayError."""
+    out = b""
+    async for chunk in chunks:
+        out += relay.feed(chunk)
+        tap = relay.tap
+        if tap.error is not None and tap.message_id is None:
+            kind = str(tap.error.get("type") or "api_error")
+            message = str(tap.error.get("message") or "the upstream stream began with an error")
+            raise GatewayError(ANTHROPIC_STATUS.get(kind, 500), message, error_type=kind)
+        if out:
+            return out
+    return out
+
+
+def _stream_outcome(record: RequestRecord) -> Outcome:
+    """What a finished answer says about its deployment's health."""
+    if record.error_type is None:
+        return Outcome.SUCCESS
+    if record.error_type in ("overloaded_error", "rate_limit_error"):
+        return Outcome.THROTTLED
+    return Outcome.FAILED
+
+
+async def _send_whole(
     resp: UpstreamResponse,
+    body: bytes,
     call: MessagesCall,
+    target: Target,
     headers: Headers,
     record: RequestRecord,
     send: Send,
-    cost: Callable[[Usage], int] | None,
+    cost: Callable[[Usage, Target], int] | None,
 ) -> None:
-    body = await resp.read()
     usage, stop, _model = usage_from_message(body)
     record.usage = usage
     record.stop_reason = stop
     if cost is not None and call.operation is Operation.MESSAGES:
-        headers.append((b"x-cloudgate-cost-usd", f"{cost(usage) / 1_000_000:.6f}".encode()))
+        headers.append((b"x-cloudgate-cost-usd", f"{cost(usage, target) / 1_000_000:.6f}".encode()))
     if call.operation is Operation.COUNT_TOKENS:
         # The one answer whose shape differs: {"input_tokens": N} vs Bedrock's {"inputTokens": N}.
         key = "inputTokens" if call.frontdoor is WireFormat.BEDROCK else "input_tokens"
@@ -186,12 +279,15 @@ async def _relay_whole(
 
 
 async def _relay_stream(
-    resp: UpstreamResponse, relay: Relay, headers: Headers, record: RequestRecord, send: Send
+    resp: UpstreamResponse, stream: _Stream, headers: Headers, record: RequestRecord, send: Send
 ) -> None:
+    relay = stream.relay
     headers.append((b"cache-control", b"no-cache"))
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     try:
-        async for chunk in resp.iter_chunks():
+        if stream.head:
+            await send({"type": "http.response.body", "body": stream.head, "more_body": True})
+        async for chunk in stream.chunks:
             out = relay.feed(chunk)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})

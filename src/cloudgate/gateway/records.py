@@ -31,6 +31,7 @@ class RequestRecord:
     upstream_model: str = ""
     region: str = ""
     project: str = ""
+    deployment: str = ""  # the deployment that answered (or was tried last)
     stream: bool = False
     status: int = 0
     error_type: str | None = None
@@ -42,6 +43,8 @@ class RequestRecord:
     session_id: str | None = None
     betas: list[str] = field(default_factory=list)
     cost_micro: int | None = None  # priced by governance; None when it is off
+    # Every upstream attempt, failovers included: deployment, status, error type.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
@@ -56,6 +59,7 @@ class RequestRecord:
             "upstream_model": self.upstream_model,
             "region": self.region,
             "project": self.project,
+            "deployment": self.deployment,
             "stream": self.stream,
             "status": self.status,
             "error_type": self.error_type,
@@ -67,6 +71,7 @@ class RequestRecord:
             "session_id": self.session_id,
             "betas": self.betas,
             "cost_usd": None if self.cost_micro is None else self.cost_micro / 1_000_000,
+            "attempts": self.attempts,
         }
 
 

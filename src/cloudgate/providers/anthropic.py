@@ -98,7 +98,7 @@ class AnthropicProvider:
         auth = await self.credentials.headers()
         key = self.credentials.current_key()
         req = self._build(call, target, auth)
-        resp = await self._post(req)
+        resp = await self._post(req, target)
 
         if resp.status == 401 and self.credentials.can_refresh:
             # The helper's key may have been rotated: one fresh run (shared by all) and one retry.
@@ -106,7 +106,7 @@ class AnthropicProvider:
             log.info("anthropic answered 401; running api_key_helper again and retrying once")
             self.credentials.invalidate(key)
             req.headers.update(await self.credentials.headers())
-            resp = await self._post(req)
+            resp = await self._post(req, target)
 
         if 200 <= resp.status < 300:
             return resp
@@ -115,9 +115,11 @@ class AnthropicProvider:
         resp.release()
         raise GatewayError(502, f"anthropic upstream answered HTTP {resp.status}", error_type="api_error")
 
-    async def _post(self, req: UpstreamRequest) -> UpstreamResponse:
+    async def _post(self, req: UpstreamRequest, target: Target) -> UpstreamResponse:
         try:
-            return await self.transport.request(req.method, req.url, headers=req.headers, body=req.body)
+            return await self.transport.request(
+                req.method, req.url, headers=req.headers, body=req.body, timeouts=target.timeouts
+            )
         except TransportError as exc:
             raise transport_error_to_gateway(exc, provider=self.name) from exc
 

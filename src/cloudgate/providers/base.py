@@ -8,6 +8,7 @@ from typing import Protocol
 from cloudgate.protocol.errors import GatewayError, parse_error_body
 from cloudgate.protocol.messages import MessagesCall, WireFormat
 from cloudgate.providers.transport import (
+    Timeouts,
     TransportError,
     UpstreamConnectError,
     UpstreamDisconnected,
@@ -24,6 +25,9 @@ class Target:
     model: str
     region: str | None = None
     project: str | None = None
+    deployment: str = ""  # the deployment's name
+    account: str = ""  # the provider instance to send through; "" = the provider's own
+    timeouts: Timeouts | None = None  # the deployment's own time limits
 
 
 @dataclass(slots=True)

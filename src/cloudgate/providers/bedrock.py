@@ -142,7 +142,9 @@ class BedrockProvider:
         """Send `call`; return the 2xx response, else raise `GatewayError` (upstream body kept)."""
         req = await self.build_request(call, target)
         try:
-            resp = await self.transport.request(req.method, req.url, headers=req.headers, body=req.body)
+            resp = await self.transport.request(
+                req.method, req.url, headers=req.headers, body=req.body, timeouts=target.timeouts
+            )
         except TransportError as exc:
             raise transport_error_to_gateway(exc, provider=self.name) from exc
         if 200 <= resp.status < 300:

@@ -185,7 +185,7 @@ class VertexProvider:
         token = await self.tokens.token()
         region = self.region_for(call, target)
         req = self._build(call, target, region, token)
-        resp = await self._post(req)
+        resp = await self._post(req, target)
 
         if resp.status == 401 and self.tokens.can_refresh:
             # The token may have been revoked or expired early: one retry with a fresh one.
@@ -194,7 +194,7 @@ class VertexProvider:
             self.tokens.invalidate(token)
             token = await self.tokens.token()
             req.headers["Authorization"] = f"Bearer {token}"
-            resp = await self._post(req)
+            resp = await self._post(req, target)
 
         if (
             call.operation is Operation.COUNT_TOKENS
@@ -204,7 +204,7 @@ class VertexProvider:
         ):
             await _discard(resp)
             fallback = self.settings.count_tokens_region
-            resp = await self._post(self._build(call, target, fallback, token))
+            resp = await self._post(self._build(call, target, fallback, token), target)
             if 200 <= resp.status < 300:
                 project = self.project_for(target)
                 if project not in self._count_tokens_moved:
@@ -220,9 +220,11 @@ class VertexProvider:
         resp.release()
         raise GatewayError(502, f"vertex upstream answered HTTP {resp.status}", error_type="api_error")
 
-    async def _post(self, req: UpstreamRequest) -> UpstreamResponse:
+    async def _post(self, req: UpstreamRequest, target: Target) -> UpstreamResponse:
         try:
-            return await self.transport.request(req.method, req.url, headers=req.headers, body=req.body)
+            return await self.transport.request(
+                req.method, req.url, headers=req.headers, body=req.body, timeouts=target.timeouts
+            )
         except TransportError as exc:
             raise transport_error_to_gateway(exc, provider=self.name) from exc
 
