@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from cloudgate import __version__
-from cloudgate.cli import db, demo, emulator, governance, serve
+from cloudgate.cli import db, demo, deployments, emulator, governance, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_parser(sub)
     demo.add_parser(sub)
     db.add_parser(sub)
+    deployments.add_parser(sub)
     governance.add_parsers(sub)
     return parser
 
