@@ -238,3 +238,19 @@ def test_an_abandoned_stream_is_charged_for_what_was_produced(make_stack) -> Non
     assert record.cost_micro > round(input_only)
     (row,) = spend_rows(stack, 1)
     assert row.cost_micro == record.cost_micro
+
+
+def test_the_worst_case_is_priced_at_the_dearest_deployment(tmp_path) -> None:
+    from cloudgate.catalog import default_catalog
+    from cloudgate.config.settings import Settings
+    from cloudgate.gateway.governor import Governor
+    from cloudgate.providers.base import Target
+
+    governor = Governor(Settings(data_dir=str(tmp_path)), default_catalog())
+    cheap = Target("vertex", "claude-sonnet-4-5@20250929", "global")
+    dear = Target("vertex", "claude-sonnet-4-5@20250929", "us-east5")  # +10% regional premium
+    bedrock = Target("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1")
+    assert governor._dearest([cheap]) == [cheap]
+    assert governor._dearest([cheap, dear, bedrock]) == [dear]
+    other = Target("vertex", "claude-haiku-4-5@20251001", "global")
+    assert governor._dearest([cheap, other]) == [cheap, other], "different models are both priced"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from cloudgate.catalog import Catalog, ModelEntry
@@ -23,7 +24,7 @@ from cloudgate.gateway.records import RequestRecord
 from cloudgate.governance.budgets import BudgetExceeded, BudgetGuard, Reservation
 from cloudgate.governance.counters import Counters, MemoryCounters, RedisCounters
 from cloudgate.governance.journal import JournalError, SpendJournal
-from cloudgate.governance.pricing import estimate_input_tokens, max_cost_micro, price_usage
+from cloudgate.governance.pricing import estimate_input_tokens, max_cost_micro, premium_factor, price_usage
 from cloudgate.governance.ratelimits import Admission, LimitName, RateLimited, RateLimiter
 from cloudgate.governance.spend import SpendWriter
 from cloudgate.governance.types import BudgetRule, Principal, SpendEntry
@@ -76,6 +77,7 @@ class Governor:
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self.cache_seconds = _CACHE_SECONDS
         self._price_entries: dict[str, ModelEntry | None] = {}
+        self._factors: dict[tuple[str, str, str | None], Decimal] = {}
 
     async def start(self) -> None:
         """Migrate the database if configured, then replay the journal of a previous run."""
@@ -158,7 +160,7 @@ class Governor:
                     region=t.region,
                     betas=call.betas,
                 )
-                for t in targets
+                for t in self._dearest(targets)
             )
         try:
             if principal.limits:
@@ -201,6 +203,24 @@ class Governor:
                     503, "the gateway cannot record spend right now", error_type="api_error"
                 ) from None
         return Ticket(principal, entry, admission, reservation, time.perf_counter(), tuple(call.betas))
+
+    def _dearest(self, targets: list[Target]) -> list[Target]:
+        """Of targets priced alike, the one with the highest premium: enough for the worst case."""
+        if len(targets) == 1:
+            return targets
+        best: dict[int, tuple[Decimal, Target]] = {}
+        for t in targets:
+            entry = self._price_entry(t.model)
+            key = (t.model, t.provider, t.region)
+            factor = self._factors.get(key)
+            if factor is None:
+                factor = premium_factor(entry, provider=t.provider, region=t.region) if entry else Decimal(1)
+                if len(self._factors) < 4096:
+                    self._factors[key] = factor
+            held = best.get(id(entry))
+            if held is None or factor > held[0]:
+                best[id(entry)] = (factor, t)
+        return [t for _, t in best.values()]
 
     def _price_entry(self, model: str) -> ModelEntry | None:
         """The catalog entry whose prices apply to `model`.
