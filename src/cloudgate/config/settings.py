@@ -282,6 +282,57 @@ class RoutingSettings(_Section):
         return _places(values, "routing.allowed_regions")
 
 
+class ActivitySettings(_Section):
+    """The activity log: one entry per request, kept `retention_days` days."""
+
+    enabled: bool = True
+    # Where entries go: the store's database, rotating JSON-lines files, or both.
+    sink: Literal["database", "files", "both"] = "database"
+    # Directory of the JSON-lines files; default <data_dir>/activity.
+    directory: str | None = None
+    # A file is closed and a new one started past this size.
+    rotate_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    retention_days: float = Field(30.0, gt=0)
+    # How often the retention job runs, and how many rows it deletes per statement.
+    retention_interval: float = Field(3600.0, gt=0)
+    retention_batch: int = Field(2000, ge=1)
+    # Keep full request and response bodies for every request (keys and teams can ask too).
+    log_bodies: bool = False
+    # Bodies longer than this are cut (and marked as cut).
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    # Extra regular expressions whose matches are replaced by [REDACTED] in kept bodies and
+    # headers; keys, tokens and credentials are always redacted.
+    redact_patterns: list[str] = Field(default_factory=list)
+    # Entries are written in batches this often (seconds), or at once past `batch_size`.
+    flush_interval: float = Field(1.0, gt=0)
+    batch_size: int = Field(500, ge=1)
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _valid_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid redaction pattern {pattern!r}: {exc}") from None
+        return patterns
+
+
+class TelemetrySettings(_Section):
+    """Metrics, log format and traces (docs/user-guide.md#metrics-logs-and-traces)."""
+
+    # Serve Prometheus metrics at /metrics.
+    metrics: bool = True
+    # Ask for a gateway key on /metrics (Prometheus then sends one as a bearer token).
+    metrics_require_key: bool = False
+    # text: plain log lines; json: one JSON object per line, with the request id.
+    log_format: Literal["text", "json"] = "text"
+    # OTLP/HTTP endpoint for OpenTelemetry traces (OTEL_EXPORTER_OTLP_ENDPOINT); None: no traces.
+    otlp_endpoint: str | None = None
+    otlp_headers: dict[str, str] = Field(default_factory=dict)
+    service_name: str = "cloudgate"
+
+
 class Settings(_Section):
     """All of cloudgate's settings."""
 
@@ -294,6 +345,8 @@ class Settings(_Section):
     models: ModelSettings = Field(default_factory=ModelSettings)
     caching: CachingSettings = Field(default_factory=CachingSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    activity: ActivitySettings = Field(default_factory=ActivitySettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     # Redis for counters shared by several gateway processes (budgets, rate limits); None keeps
     # them in this process's memory.
