@@ -352,6 +352,8 @@ async def handle(req: Request, route: BedrockRoute, state: EmulatorState) -> Any
     resolved = resolve_model(route.model_id, state, region)
     if isinstance(resolved, Response):
         return resolved
+    if state.config.bedrock_access_denied(resolved.base_id):
+        return aws_error(403, "AccessDeniedException", ACCESS_DENIED_MESSAGE)
     if route.op == "count-tokens":
         return count_tokens(req, state)
     body = _parse_json(req.body)

@@ -8,7 +8,17 @@ from typing import Any
 
 import yaml
 
+from cloudgate.catalog import default_catalog
 from cloudgate.emulator.faults import Fault
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two spellings (Anthropic, Vertex, Bedrock id, alias) name the same model."""
+    if a == b:
+        return True
+    catalog = default_catalog()
+    entry = catalog.lookup(a)
+    return entry is not None and entry is catalog.lookup(b)
 
 
 @dataclass(slots=True, frozen=True)
@@ -52,6 +62,12 @@ class EmulatorConfig:
     aws_account_id: the account Bedrock ARNs name (inference profiles, models).
     application_profiles: application-inference-profile ARN (or its id) -> the model id or
         system profile it routes to; others answer 404 ResourceNotFoundException.
+    disabled_models: project -> models (any spelling) not enabled for it in Model Garden; Vertex
+        answers them with its 404 "was not found or your project does not have access to it".
+    api_disabled_projects: projects where the Vertex AI API (aiplatform.googleapis.com) is not
+        enabled; Vertex answers 403 SERVICE_DISABLED.
+    bedrock_denied_models: models (any spelling) the AWS account has not been granted access
+        to; Bedrock answers 403 AccessDeniedException.
     """
 
     stream_delay: float = 0.0
@@ -76,6 +92,9 @@ class EmulatorConfig:
     aws_region: str = "us-east-1"
     aws_account_id: str = "123456789012"
     application_profiles: dict[str, str] = field(default_factory=dict)
+    disabled_models: dict[str, list[str]] = field(default_factory=dict)
+    api_disabled_projects: list[str] = field(default_factory=list)
+    bedrock_denied_models: list[str] = field(default_factory=list)
 
     def aws_secret(self, access_key_id: str) -> str | None:
         """The secret for an access key id (None when unknown)."""
@@ -89,6 +108,14 @@ class EmulatorConfig:
         """The session token an access key id must come with (None for long-term keys)."""
         value = self.aws_credentials.get(access_key_id)
         return value.get("session_token") if isinstance(value, dict) else None
+
+    def model_disabled(self, project: str, model: str) -> bool:
+        """Whether `model` is not enabled for `project` in Model Garden (`disabled_models`)."""
+        return any(same_model(listed, model) for listed in self.disabled_models.get(project, ()))
+
+    def bedrock_access_denied(self, model: str) -> bool:
+        """Whether the account has no access to `model` on Bedrock (`bedrock_denied_models`)."""
+        return any(same_model(listed, model) for listed in self.bedrock_denied_models)
 
     def trust_key(self, info: dict[str, Any]) -> None:
         """Trust a service-account key given as parsed key-file JSON."""
@@ -113,7 +140,7 @@ class EmulatorConfig:
         ]
         for key in (
             "static_tokens", "service_account_files", "projects", "trusted_keys",
-            "bedrock_api_keys", "anthropic_api_keys",
+            "bedrock_api_keys", "anthropic_api_keys", "api_disabled_projects", "bedrock_denied_models",
         ):  # fmt: skip
             values[key] = list(data.get(key) or [])
         for key in ("aws_credentials", "application_profiles"):
@@ -121,6 +148,10 @@ class EmulatorConfig:
             if not isinstance(mapping, dict):
                 raise ValueError(f"emulator setting {key!r} must be a mapping")
             values[key] = {str(k): v if isinstance(v, dict) else str(v) for k, v in mapping.items()}
+        disabled = data.get("disabled_models") or {}
+        if not isinstance(disabled, dict) or not all(isinstance(v, list) for v in disabled.values()):
+            raise ValueError("emulator setting 'disabled_models' must map a project to a list of models")
+        values["disabled_models"] = {str(k): [str(m) for m in v] for k, v in disabled.items()}
         seed = data.get("fault_seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"emulator setting 'fault_seed' must be an integer, not {seed!r}")

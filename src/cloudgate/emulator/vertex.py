@@ -102,6 +102,24 @@ def permission_denied(resource: str) -> Response:
     )
 
 
+def service_disabled(project: str) -> Response:
+    """403: the Vertex AI API is not enabled in the project (SERVICE_DISABLED)."""
+    console = "https://console.developers.google.com/apis/api/aiplatform.googleapis.com/overview"
+    message = (
+        f"Vertex AI API has not been used in project {project} before or it is disabled. Enable it by "
+        f"visiting {console}?project={project} then retry. If you enabled this API recently, wait a "
+        "few minutes for the action to propagate to our systems and retry."
+    )
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "SERVICE_DISABLED",
+        "domain": "googleapis.com",
+        "metadata": {"service": "aiplatform.googleapis.com", "consumer": f"projects/{project}"},
+    }
+    error = {"code": 403, "message": message, "status": "PERMISSION_DENIED", "details": [info]}
+    return json_response(403, {"error": error})
+
+
 def quota_message(model: str) -> str:
     """The RESOURCE_EXHAUSTED message for a model."""
     base = model.split("@", 1)[0]
@@ -284,6 +302,8 @@ async def handle(req: Request, route: VertexRoute, state: EmulatorState) -> AnyR
             return google_error(401, UNAUTHENTICATED_MESSAGE)
     if config.projects and route.project not in config.projects:
         return permission_denied(route.resource)
+    if route.project in config.api_disabled_projects:
+        return service_disabled(route.project)
 
     if len(req.body) > MAX_PAYLOAD_BYTES:
         return google_error(413, f"Request payload size exceeds the limit: {MAX_PAYLOAD_BYTES} bytes.")
@@ -312,6 +332,9 @@ async def handle(req: Request, route: VertexRoute, state: EmulatorState) -> AnyR
         return not_found(route.resource)
     if not route.is_count_tokens and not model_offered(model, route.location, strict=config.strict_models):
         return not_found(route.resource)
+    if config.model_disabled(route.project, model):
+        # Not enabled in Model Garden: the same 404 as an absent model, naming the model.
+        return not_found(route.resource.replace(COUNT_TOKENS_MODEL, model))
     bad = unknown_betas(req.headers.get("anthropic-beta"))
     if bad:
         listed = ", ".join(f"`{b}`" for b in bad)
