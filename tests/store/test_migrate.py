@@ -17,7 +17,7 @@ from cloudgate.store import Store, current_revision, downgrade, head_revision, u
 from cloudgate.store.models import Base
 from tests.store.conftest import Database
 
-TABLES = {"teams", "users", "api_keys", "budgets", "limits", "spend", "alembic_version"}
+TABLES = {"teams", "users", "api_keys", "budgets", "limits", "spend", "activity", "alembic_version"}
 
 
 async def test_empty_to_head(database: Database) -> None:
@@ -25,7 +25,7 @@ async def test_empty_to_head(database: Database) -> None:
     try:
         assert await current_revision(engine) is None
         await upgrade(engine)
-        assert await current_revision(engine) == head_revision() == "0002"
+        assert await current_revision(engine) == head_revision() == "0003"
         async with engine.connect() as conn:
             names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             assert names >= TABLES
@@ -88,7 +88,7 @@ async def test_0002_adds_residency_and_attempts_and_downgrades(database: Databas
                 {"t": datetime(2025, 1, 1, tzinfo=UTC).replace(tzinfo=None)},
             )
         await upgrade(engine)
-        assert await current_revision(engine) == "0002"
+        assert await current_revision(engine) == head_revision()
         async with engine.connect() as conn:
             assert {"allowed_regions"} <= await conn.run_sync(_columns, "api_keys")
             assert {"allowed_regions", "preferred_providers"} <= await conn.run_sync(_columns, "teams")
@@ -150,3 +150,41 @@ async def test_concurrent_upgrades_on_postgresql_wait_for_each_other(database: D
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_0003_adds_the_activity_log_and_downgrades(database: Database) -> None:
+    engine = database.engine()
+    try:
+        await upgrade(engine, "0002")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO teams (id, name, created_at, tags) VALUES ('team_old', 'old', :t, '[]')"),
+                {"t": datetime(2025, 1, 1, tzinfo=UTC).replace(tzinfo=None)},
+            )
+        await upgrade(engine, "0003")
+        store = Store(engine)
+        old_team = await store.teams.get("team_old")
+        assert old_team is not None and old_team.log_bodies is False  # rows from before say no
+        async with engine.connect() as conn:
+            assert "log_bodies" in await conn.run_sync(_columns, "api_keys")
+            indexes = await conn.run_sync(lambda c: {i["name"] for i in inspect(c).get_indexes("activity")})
+        assert indexes == {
+            f"ix_activity_{name}"
+            for name in (
+                "started_at",
+                "key_id_started_at",
+                "user_id_started_at",
+                "team_id_started_at",
+                "session_id_started_at",
+                "model_started_at",
+                "status_started_at",
+            )
+        }
+        await downgrade(engine, "0002")
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+            assert "activity" not in names
+            assert "log_bodies" not in await conn.run_sync(_columns, "teams")
+            assert await conn.scalar(text("SELECT count(*) FROM teams")) == 1
+    finally:
+        await engine.dispose()

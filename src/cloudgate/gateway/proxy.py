@@ -274,6 +274,8 @@ async def _send_whole(
         headers.append((b"x-amzn-bedrock-input-token-count", str(usage.input_tokens).encode()))
         headers.append((b"x-amzn-bedrock-output-token-count", str(usage.output_tokens).encode()))
     headers.append((b"content-length", str(len(body)).encode()))
+    if record.capture_bodies:
+        record.keep_response(body)
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -282,17 +284,25 @@ async def _relay_stream(
     resp: UpstreamResponse, stream: _Stream, headers: Headers, record: RequestRecord, send: Send
 ) -> None:
     relay = stream.relay
+    # Read once: with capture off, the relay loop pays one local test per chunk.
+    keep = record.keep_response if record.capture_bodies else None
     headers.append((b"cache-control", b"no-cache"))
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     try:
         if stream.head:
+            if keep is not None:
+                keep(stream.head)
             await send({"type": "http.response.body", "body": stream.head, "more_body": True})
         async for chunk in stream.chunks:
             out = relay.feed(chunk)
             if out:
+                if keep is not None:
+                    keep(out)
                 await send({"type": "http.response.body", "body": out, "more_body": True})
         tail = relay.close()
         if tail:
+            if keep is not None:
+                keep(tail)
             await send({"type": "http.response.body", "body": tail, "more_body": True})
     except (TransportError, EventStreamError) as exc:
         # Too late for a status code: tell the client in-band, the way the upstream services
@@ -308,13 +318,10 @@ async def _relay_stream(
         record.error_message = err.message
         record.status = err.status
         log.warning("request %s: stream from %s broke: %s", record.request_id, record.provider, exc)
-        await send(
-            {
-                "type": "http.response.body",
-                "body": relay.error(err.error_type, err.message),
-                "more_body": True,
-            }
-        )
+        in_band = relay.error(err.error_type, err.message)
+        if keep is not None:
+            keep(in_band)
+        await send({"type": "http.response.body", "body": in_band, "more_body": True})
     finally:
         tap = relay.tap
         tap.usage.output_tokens = tap.output_tokens_at_least()

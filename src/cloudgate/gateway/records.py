@@ -45,6 +45,34 @@ class RequestRecord:
     cost_micro: int | None = None  # priced by governance; None when it is off
     # Every upstream attempt, failovers included: deployment, status, error type.
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # For the activity log; filled by the gateway when one is configured, else left alone.
+    user_id: str | None = None
+    team_id: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    # The caller's headers as received (credentials included): the activity log keeps a subset
+    # and redacts it off the request path.
+    request_headers: dict[str, str] | None = None
+    # Bodies are kept only when `capture_bodies`: the request's raw bytes, and the answer's
+    # bytes as relayed to the caller, cut at `body_limit` (then `bodies_truncated`).
+    capture_bodies: bool = False
+    body_limit: int = 0
+    bodies_truncated: bool = False
+    request_body: bytes | None = None
+    response_body: bytearray | None = None
+
+    def keep_response(self, data: bytes) -> None:
+        """Append relayed answer bytes to `response_body`, up to `body_limit`."""
+        kept = self.response_body
+        if kept is None:
+            kept = self.response_body = bytearray()
+        room = self.body_limit - len(kept)
+        if len(data) > room:
+            if room > 0:
+                kept += data[:room]
+            self.bodies_truncated = True
+        else:
+            kept += data
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""

@@ -121,6 +121,7 @@ class Principal:
     `limits` and `budgets` listed apply at once. Likewise every set in `allowed_regions` (the
     key's, the team's) must admit the region a request is served from; an empty tuple means any.
     `preferred_providers` is the team's order of preference, first preferred; empty: no preference.
+    `log_bodies` is set when the key or its team asks for bodies in the activity log.
     """
 
     key_id: str
@@ -135,6 +136,8 @@ class Principal:
     tags: tuple[str, ...] = ()
     allowed_regions: tuple[frozenset[str], ...] = ()
     preferred_providers: tuple[str, ...] = ()
+    # Keep full request and response bodies in the activity log (the key's or its team's wish).
+    log_bodies: bool = False
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 `Store.open(url)` gives the repositories; `await upgrade(url)` brings the schema to head.
 """
 
+from cloudgate.store.activity import ActivityRepository
 from cloudgate.store.apikeys import CreatedKey, KeyInfo, KeyRepository
 from cloudgate.store.common import UNSET, Conflict, Invalid, NotFound, StoreError
 from cloudgate.store.directory import TeamInfo, TeamRepository, UserInfo, UserRepository
@@ -15,6 +16,7 @@ from cloudgate.store.spend import SpendReportRow, SpendRepository, SqlSpendSink
 
 __all__ = [
     "UNSET",
+    "ActivityRepository",
     "BudgetRepository",
     "Conflict",
     "CreatedKey",

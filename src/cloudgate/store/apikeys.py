@@ -51,6 +51,7 @@ class KeyInfo:
     revoked_at: datetime | None
     last_used_at: datetime | None
     allowed_regions: tuple[str, ...] | None = None  # None: anywhere
+    log_bodies: bool = False  # keep this key's request and response bodies in the activity log
 
 
 @dataclass(slots=True, frozen=True)
@@ -79,6 +80,7 @@ def _info(row: ApiKey) -> KeyInfo:
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
         allowed_regions=optional_tuple(row.allowed_regions),
+        log_bodies=bool(row.log_bodies),
     )
 
 
@@ -99,6 +101,7 @@ class KeyRepository:
         tags: Iterable[str] = (),
         expires_at: datetime | None = None,
         allowed_regions: Iterable[str] | None = None,
+        log_bodies: bool = False,
     ) -> CreatedKey:
         """Issue a key (its plaintext exists nowhere else); NotFound: unknown owner, Invalid: bad region."""
         regions = checked_list("allowed_regions", region_list, allowed_regions)
@@ -113,6 +116,7 @@ class KeyRepository:
                 allowed_regions=regions,
                 tags=list(tags),
                 expires_at=expires_at,
+                log_bodies=log_bodies,
             )
 
     async def get(self, key_id: str) -> KeyInfo | None:
@@ -162,6 +166,7 @@ class KeyRepository:
                 allowed_regions=old.allowed_regions,
                 tags=list(old.tags or ()),
                 expires_at=old.expires_at,
+                log_bodies=bool(old.log_bodies),
             )
             # Limits and budgets set on the key itself follow it, else rotating would lift them.
             for limit in await session.scalars(
@@ -192,6 +197,7 @@ class KeyRepository:
         tags: Iterable[str] | Unset = UNSET,
         is_admin: bool | Unset = UNSET,
         allowed_regions: Iterable[str] | Unset | None = UNSET,
+        log_bodies: bool | Unset = UNSET,
     ) -> KeyInfo:
         """Change a key's settings (None: any model / no expiry / anywhere); NotFound if unknown."""
         if allowed_regions is not UNSET:
@@ -210,6 +216,8 @@ class KeyRepository:
                 row.tags = list(tags)
             if is_admin is not UNSET:
                 row.is_admin = is_admin
+            if log_bodies is not UNSET:
+                row.log_bodies = log_bodies
             await session.flush()
             return _info(row)
 
@@ -240,6 +248,8 @@ class KeyRepository:
                 ApiKey.expires_at,
                 Team.allowed_regions.label("team_regions"),
                 Team.preferred_providers,
+                ApiKey.log_bodies,
+                Team.log_bodies.label("team_log_bodies"),
                 Limit.scope.label("l_scope"),
                 Limit.scope_id.label("l_scope_id"),
                 Limit.requests_per_minute,
@@ -306,6 +316,7 @@ class KeyRepository:
                 if regions is not None
             ),
             preferred_providers=tuple(first.preferred_providers or ()),
+            log_bodies=bool(first.log_bodies or first.team_log_bodies),
         )
 
     async def touch_last_used(self, key_ids: Iterable[str], now: datetime | None = None) -> None:
@@ -330,6 +341,7 @@ async def _issue(
     allowed_regions: list[str] | None,
     tags: list[str],
     expires_at: datetime | None,
+    log_bodies: bool,
 ) -> CreatedKey:
     if user_id is not None:
         await require(session, User, user_id)
@@ -348,6 +360,7 @@ async def _issue(
         allowed_regions=allowed_regions,
         tags=tags,
         expires_at=expires_at,
+        log_bodies=log_bodies,
     )
     session.add(row)
     await session.flush()

@@ -1,4 +1,4 @@
-"""What the repositories share: the store's errors, the UNSET marker, a translating transaction."""
+"""What the repositories share: the store's errors, the UNSET marker, a translating transaction, upserts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from sqlalchemy import ColumnElement, Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -51,6 +53,20 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
             yield session
     except IntegrityError as exc:
         raise Conflict(_first_line(exc.orig)) from exc
+
+
+def upsert(session: AsyncSession, table: Table, key: str, where: ColumnElement[bool] | None = None) -> Any:
+    """An INSERT into `table` replacing every other column of a row whose `key` exists (if `where`).
+
+    Executed with a list of rows it is one multi-row statement, on SQLite and on PostgreSQL.
+    """
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c[key]],
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key},
+        where=where,
+    )
 
 
 async def require(session: AsyncSession, model: type[_M], ident: Any) -> _M:

@@ -25,6 +25,7 @@ class TeamInfo:
     tags: tuple[str, ...]
     allowed_regions: tuple[str, ...] | None = None  # None: anywhere
     preferred_providers: tuple[str, ...] | None = None  # first preferred; None: no preference
+    log_bodies: bool = False  # keep the bodies of every team key's requests in the activity log
 
 
 @dataclass(slots=True, frozen=True)
@@ -47,6 +48,7 @@ def _team(row: Team) -> TeamInfo:
         tuple(row.tags or ()),
         allowed_regions=optional_tuple(row.allowed_regions),
         preferred_providers=optional_tuple(row.preferred_providers),
+        log_bodies=bool(row.log_bodies),
     )
 
 
@@ -75,6 +77,7 @@ class TeamRepository:
         *,
         allowed_regions: Iterable[str] | None = None,
         preferred_providers: Iterable[str] | None = None,
+        log_bodies: bool = False,
     ) -> TeamInfo:
         """A new team; Conflict if the name is taken, Invalid for a malformed region or provider."""
         row = Team(
@@ -83,6 +86,7 @@ class TeamRepository:
             tags=list(tags),
             allowed_regions=checked_list("allowed_regions", region_list, allowed_regions),
             preferred_providers=checked_list("preferred_providers", provider_list, preferred_providers),
+            log_bodies=log_bodies,
         )
         async with transaction(self._sessions) as session:
             session.add(row)
@@ -114,6 +118,7 @@ class TeamRepository:
         tags: Iterable[str] | Unset = UNSET,
         allowed_regions: Iterable[str] | Unset | None = UNSET,
         preferred_providers: Iterable[str] | Unset | None = UNSET,
+        log_bodies: bool | Unset = UNSET,
     ) -> TeamInfo:
         """Change a team's fields (None: anywhere / no preference); NotFound, Conflict or Invalid."""
         if allowed_regions is not UNSET:
@@ -130,6 +135,8 @@ class TeamRepository:
                 row.allowed_regions = allowed_regions
             if preferred_providers is not UNSET:
                 row.preferred_providers = preferred_providers
+            if log_bodies is not UNSET:
+                row.log_bodies = log_bodies
             await session.flush()
             return _team(row)
 

@@ -1,4 +1,4 @@
-"""The store's tables as SQLAlchemy models: teams, users, API keys, budgets, limits and spend.
+"""The store's tables as SQLAlchemy models: teams, users, API keys, budgets, limits, spend, activity.
 
 The migrations under `migrations/versions` are the schema's source of truth for databases;
 these models must match them (a test compares the two).
@@ -24,8 +24,10 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -104,6 +106,8 @@ class Team(Base):
     allowed_regions: Mapped[list[str] | None] = mapped_column(JsonType)  # None: anywhere
     # Providers in order of preference, first preferred; None: no preference.
     preferred_providers: Mapped[list[str] | None] = mapped_column(JsonType)
+    # Keep request and response bodies in the activity log for every key of the team.
+    log_bodies: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class User(Base):
@@ -140,6 +144,8 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
+    # Keep request and response bodies in the activity log for this key's requests.
+    log_bodies: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Budget(Base):
@@ -216,3 +222,56 @@ class Spend(Base):
     # Server defaults so rows written before these columns existed read as one plain attempt.
     deployment: Mapped[str] = mapped_column(String(200), default="", server_default="")
     attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class Activity(Base):
+    """One request in the activity log (see `cloudgate.activity.ActivityEntry`, whose fields these are)."""
+
+    __tablename__ = "activity"
+    # Each filter the log is read by, paired with time: the reader pages newest first within it.
+    # No foreign keys: entries outlive deleted keys, users and teams, and writes stay cheap.
+    __table_args__ = (
+        Index("ix_activity_key_id_started_at", "key_id", "started_at"),
+        Index("ix_activity_user_id_started_at", "user_id", "started_at"),
+        Index("ix_activity_team_id_started_at", "team_id", "started_at"),
+        Index("ix_activity_session_id_started_at", "session_id", "started_at"),
+        Index("ix_activity_model_started_at", "model", "started_at"),
+        Index("ix_activity_status_started_at", "status", "started_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    team_id: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(String(200))
+    frontdoor: Mapped[str] = mapped_column(String(32))
+    operation: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(32))
+    deployment: Mapped[str] = mapped_column(String(200))
+    region: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(200))
+    upstream_model: Mapped[str] = mapped_column(String(200))
+    stream: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[int] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    stop_reason: Mapped[str | None] = mapped_column(String(64))
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_write_5m_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_write_1h_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_micro: Mapped[int | None] = mapped_column(BigInteger)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    first_token_ms: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
+    betas: Mapped[list[str]] = mapped_column(JsonType)
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    request_headers: Mapped[dict[str, str]] = mapped_column(JsonType)
+    request_body: Mapped[str | None] = mapped_column(Text)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    bodies_truncated: Mapped[bool] = mapped_column(Boolean)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cloudgate.store.activity import ActivityRepository
 from cloudgate.store.apikeys import KeyRepository
 from cloudgate.store.directory import TeamRepository, UserRepository
 from cloudgate.store.engine import create_engine, create_sessionmaker
@@ -12,7 +13,7 @@ from cloudgate.store.spend import SpendRepository, SqlSpendSink
 
 
 class Store:
-    """Teams, users, keys, budgets, limits and spend in one database.
+    """Teams, users, keys, budgets, limits, spend and the activity log in one database.
 
     Every repository method runs in its own short transaction, so a `Store` is shared freely
     by concurrent requests.
@@ -27,6 +28,7 @@ class Store:
         self.budgets = BudgetRepository(self.sessions)
         self.limits = LimitRepository(self.sessions)
         self.spend = SpendRepository(self.sessions)
+        self.activity = ActivityRepository(self.sessions)
 
     @classmethod
     def open(cls, url: str, *, schema: str | None = None) -> Store:

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloudgate.governance.types import Scope, SpendEntry
+from cloudgate.store.common import upsert
 from cloudgate.store.models import Spend
 
 ReportBy = Literal["key", "user", "team", "model", "deployment", "day"]
@@ -83,14 +83,7 @@ class SpendRepository:
         if not rows:
             return
         async with self._sessions.begin() as session:
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            stmt = insert(_SPEND)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[_SPEND.c.request_id],
-                set_={name: stmt.excluded[name] for name in _COLUMNS if name != "request_id"},
-                where=_SPEND.c.interrupted.is_(True),
-            )
-            await session.execute(stmt, rows)
+            await session.execute(upsert(session, _SPEND, "request_id", _SPEND.c.interrupted.is_(True)), rows)
 
     async def spent_micro(self, scope: Scope, scope_id: str, since: datetime | None = None) -> int:
         """What a key, user or team has spent since `since` (all time if None), in micro-dollars."""
