@@ -81,7 +81,15 @@ def test_team_user_key_budget_revoke_and_spend(cli: CLI) -> None:
     assert isinstance(team, list) and team[0]["name"] == "platform" and team[0]["tags"] == ["eng"]
     team_id = team[0]["id"]
     table = cli.ok("teams", "list")
-    assert table.splitlines()[0].split() == ["ID", "NAME", "TAGS", "REGIONS", "PROVIDERS", "CREATED"]
+    assert table.splitlines()[0].split() == [
+        "ID",
+        "NAME",
+        "TAGS",
+        "REGIONS",
+        "PROVIDERS",
+        "BODIES",
+        "CREATED",
+    ]
     assert team_id in table and "platform" in table
 
     user = cli.json("users", "create", "ada", "--email", "ada@example.com", "--team", team_id)
@@ -225,6 +233,26 @@ def test_team_regions_and_providers_on_create_update_and_in_listings(cli: CLI) -
     teams_csv = list(csv.DictReader(io.StringIO(cli.ok("teams", "list", "--format", "csv"))))
     assert (teams_csv[0]["allowed_regions"], teams_csv[0]["preferred_providers"]) == ("", "")
     assert "Deleted team" in cli.ok("teams", "delete", team_id)
+
+
+def test_log_bodies_on_keys_and_teams(cli: CLI) -> None:
+    team = cli.json("teams", "create", "loud", "--log-bodies")[0]  # type: ignore[index]
+    assert team["log_bodies"] is True
+    assert cli.json("teams", "create", "quiet")[0]["log_bodies"] is False  # type: ignore[index]
+    assert cli.json("teams", "update", team["id"], "--name", "louder")[0]["log_bodies"] is True  # type: ignore[index]
+    assert cli.json("teams", "update", team["id"], "--no-log-bodies")[0]["log_bodies"] is False  # type: ignore[index]
+    head, _, *rows = cli.ok("teams", "list").splitlines()
+    assert "BODIES" in head.split() and all(" no " in row for row in rows)
+
+    created = json.loads(cli.ok("keys", "create", "--log-bodies", "--format", "json"))
+    assert created["log_bodies"] is True
+    assert json.loads(cli.ok("keys", "create", "--format", "json"))["log_bodies"] is False
+    assert cli.json("keys", "update", created["id"], "--tag", "x")[0]["log_bodies"] is True  # type: ignore[index]
+    assert cli.json("keys", "update", created["id"], "--no-log-bodies")[0]["log_bodies"] is False  # type: ignore[index]
+    assert cli.json("keys", "update", created["id"], "--log-bodies")[0]["log_bodies"] is True  # type: ignore[index]
+    listed = list(csv.DictReader(io.StringIO(cli.ok("keys", "list", "--format", "csv"))))
+    assert sorted(r["log_bodies"] for r in listed) == ["false", "true"]
+    assert "BODIES" in cli.ok("keys", "list").splitlines()[0].split()
 
 
 def test_clearing_and_setting_a_list_at_once_is_refused(cli: CLI) -> None:

@@ -48,6 +48,7 @@ PERIODS = [p.value for p in Period]
 KEY_WARNING = "Copy this key now: it is stored only as a hash and cannot be shown again."
 REGIONS_HELP = "serve only from these regions or geographies, such as eu,europe-west1 (comma-separated)"
 PROVIDERS_HELP = "prefer these providers, first preferred: vertex, bedrock, anthropic (comma-separated)"
+LOG_BODIES_HELP = "keep whole request and response bodies in the activity log (--no-log-bodies: do not)"
 
 TEAM_COLUMNS: list[Column] = [
     ("ID", "id", ""),
@@ -55,6 +56,7 @@ TEAM_COLUMNS: list[Column] = [
     ("TAGS", "tags", ""),
     ("REGIONS", "allowed_regions", ""),
     ("PROVIDERS", "preferred_providers", ""),
+    ("BODIES", "log_bodies", ""),
     ("CREATED", "created_at", "time"),
 ]
 USER_COLUMNS: list[Column] = [
@@ -74,6 +76,7 @@ KEY_COLUMNS: list[Column] = [
     ("ADMIN", "is_admin", ""),
     ("MODELS", "allowed_models", ""),
     ("REGIONS", "allowed_regions", ""),
+    ("BODIES", "log_bodies", ""),
     ("EXPIRES", "expires_at", "time"),
     ("REVOKED", "revoked_at", "time"),
     ("LAST USED", "last_used_at", "time"),
@@ -147,9 +150,10 @@ async def _with_store(url: str, action: Action, args: argparse.Namespace) -> int
         await store.close()
 
 
-def _leaf(
+def leaf(
     actions: Any, name: str, help_text: str, action: Action, *, formats: bool = True
 ) -> argparse.ArgumentParser:
+    """A subcommand that runs `action` on the store, with --config, --url and (unless told) --format."""
     p: argparse.ArgumentParser = actions.add_parser(
         name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
     )
@@ -163,7 +167,8 @@ def _leaf(
     return p
 
 
-def _group(sub: Any, name: str, help_text: str) -> Any:
+def group(sub: Any, name: str, help_text: str) -> Any:
+    """A command made of actions (`teams create`, ...); returns where to add them."""
     p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
     return p.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
 
@@ -175,10 +180,10 @@ def _tags(p: argparse.ArgumentParser, *, replace: bool = False) -> None:
 
 def _list_flag(p: argparse.ArgumentParser, name: str, help_text: str, *, clear: str | None = None) -> None:
     # Comma-separated and repeatable; on updates --no-NAME clears the list, as --no-email does.
-    group = p.add_mutually_exclusive_group() if clear else p
-    group.add_argument(f"--{name}", action="append", metavar="A,B", help=help_text)
+    flags = p.add_mutually_exclusive_group() if clear else p
+    flags.add_argument(f"--{name}", action="append", metavar="A,B", help=help_text)
     if clear:
-        group.add_argument(f"--no-{name}", action="store_true", help=clear)
+        flags.add_argument(f"--no-{name}", action="store_true", help=clear)
 
 
 def _checked(
@@ -200,6 +205,11 @@ def _change(cleared: bool, values: list[str] | None) -> list[str] | Unset | None
     return UNSET if values is None else values
 
 
+def _log_bodies(p: argparse.ArgumentParser) -> None:
+    # Unset (None) on an update leaves the setting alone.
+    p.add_argument("--log-bodies", action=argparse.BooleanOptionalAction, help=LOG_BODIES_HELP)
+
+
 def _done(message: str) -> int:
     print(message)
     return 0
@@ -209,20 +219,22 @@ def _done(message: str) -> int:
 
 
 def _teams(sub: Any) -> None:
-    actions = _group(sub, "teams", "manage teams")
-    p = _leaf(actions, "create", "create a team", _team_create)
+    actions = group(sub, "teams", "manage teams")
+    p = leaf(actions, "create", "create a team", _team_create)
     p.add_argument("name", help="the team's name (unique)")
     _tags(p)
     _list_flag(p, "regions", REGIONS_HELP)
     _list_flag(p, "providers", PROVIDERS_HELP)
-    _leaf(actions, "list", "list teams", _team_list)
-    p = _leaf(actions, "update", "change a team", _team_update)
+    _log_bodies(p)
+    leaf(actions, "list", "list teams", _team_list)
+    p = leaf(actions, "update", "change a team", _team_update)
     p.add_argument("id", help="team id")
     p.add_argument("--name", help="new name")
     _tags(p, replace=True)
     _list_flag(p, "regions", REGIONS_HELP, clear="allow every region again")
     _list_flag(p, "providers", PROVIDERS_HELP, clear="drop the provider preference")
-    p = _leaf(
+    _log_bodies(p)
+    p = leaf(
         actions,
         "delete",
         "delete a team and its keys (members stay, without a team)",
@@ -238,6 +250,7 @@ async def _team_create(store: Store, args: argparse.Namespace) -> int:
         args.tags or (),
         allowed_regions=_checked(args.regions, "--regions", region_list),
         preferred_providers=_checked(args.providers, "--providers", provider_list),
+        log_bodies=bool(args.log_bodies),
     )
     emit([team_view(team)], TEAM_COLUMNS, args.format)
     return 0
@@ -252,6 +265,7 @@ async def _team_update(store: Store, args: argparse.Namespace) -> int:
         preferred_providers=_change(
             args.no_providers, _checked(args.providers, "--providers", provider_list)
         ),
+        log_bodies=UNSET if args.log_bodies is None else args.log_bodies,
     )
     emit([team_view(team)], TEAM_COLUMNS, args.format)
     return 0
@@ -272,15 +286,15 @@ async def _team_delete(store: Store, args: argparse.Namespace) -> int:
 
 
 def _users(sub: Any) -> None:
-    actions = _group(sub, "users", "manage users")
-    p = _leaf(actions, "create", "create a user", _user_create)
+    actions = group(sub, "users", "manage users")
+    p = leaf(actions, "create", "create a user", _user_create)
     p.add_argument("name", help="the user's name (unique)")
     p.add_argument("--email", help="the user's email (unique)")
     p.add_argument("--team", help="team id")
     _tags(p)
-    p = _leaf(actions, "list", "list users", _user_list)
+    p = leaf(actions, "list", "list users", _user_list)
     p.add_argument("--team", help="only this team's members")
-    p = _leaf(actions, "update", "change a user", _user_update)
+    p = leaf(actions, "update", "change a user", _user_update)
     p.add_argument("id", help="user id")
     p.add_argument("--name", help="new name")
     email = p.add_mutually_exclusive_group()
@@ -290,7 +304,7 @@ def _users(sub: Any) -> None:
     team.add_argument("--team", help="move to this team")
     team.add_argument("--no-team", action="store_true", help="take out of their team")
     _tags(p, replace=True)
-    p = _leaf(actions, "delete", "delete a user and their keys", _user_delete, formats=False)
+    p = leaf(actions, "delete", "delete a user and their keys", _user_delete, formats=False)
     p.add_argument("id", help="user id")
 
 
@@ -327,8 +341,8 @@ async def _user_delete(store: Store, args: argparse.Namespace) -> int:
 
 
 def _keys(sub: Any) -> None:
-    actions = _group(sub, "keys", "manage API keys")
-    p = _leaf(actions, "create", "issue a key (shown once)", _key_create)
+    actions = group(sub, "keys", "manage API keys")
+    p = leaf(actions, "create", "issue a key (shown once)", _key_create)
     p.add_argument("--name", default="cli", help="a name to recognise the key by (default: cli)")
     p.add_argument("--user", help="owning user id")
     p.add_argument("--team", help="owning team id")
@@ -338,12 +352,13 @@ def _keys(sub: Any) -> None:
     )
     p.add_argument("--expires-in-days", type=float, metavar="N", help="the key stops working after N days")
     _list_flag(p, "regions", REGIONS_HELP)
+    _log_bodies(p)
     _tags(p)
-    p = _leaf(actions, "list", "list keys (never the keys themselves)", _key_list)
+    p = leaf(actions, "list", "list keys (never the keys themselves)", _key_list)
     p.add_argument("--user", help="only this user's keys")
     p.add_argument("--team", help="only this team's keys")
     p.add_argument("--all", action="store_true", help="include revoked keys")
-    p = _leaf(actions, "update", "change a key", _key_update)
+    p = leaf(actions, "update", "change a key", _key_update)
     p.add_argument("id", help="key id")
     p.add_argument("--name", help="new name")
     models = p.add_mutually_exclusive_group()
@@ -352,10 +367,11 @@ def _keys(sub: Any) -> None:
     )
     models.add_argument("--no-models", action="store_true", help="allow every model again")
     _list_flag(p, "regions", REGIONS_HELP, clear="allow every region again")
+    _log_bodies(p)
     _tags(p, replace=True)
-    p = _leaf(actions, "revoke", "revoke a key", _key_revoke)
+    p = leaf(actions, "revoke", "revoke a key", _key_revoke)
     p.add_argument("id", help="key id")
-    p = _leaf(actions, "rotate", "revoke a key and issue its replacement (shown once)", _key_rotate)
+    p = leaf(actions, "rotate", "revoke a key and issue its replacement (shown once)", _key_rotate)
     p.add_argument("id", help="key id")
 
 
@@ -385,6 +401,7 @@ async def _key_create(store: Store, args: argparse.Namespace) -> int:
         is_admin=args.admin,
         allowed_models=args.models,
         allowed_regions=_checked(args.regions, "--regions", region_list),
+        log_bodies=bool(args.log_bodies),
         tags=args.tags or (),
         expires_at=expires_at,
     )
@@ -405,6 +422,7 @@ async def _key_update(store: Store, args: argparse.Namespace) -> int:
         name=args.name if args.name else UNSET,
         allowed_models=_change(args.no_models, args.models),
         allowed_regions=_change(args.no_regions, _checked(args.regions, "--regions", region_list)),
+        log_bodies=UNSET if args.log_bodies is None else args.log_bodies,
         tags=args.tags if args.tags is not None else UNSET,
     )
     emit([key_view(key)], KEY_COLUMNS, args.format)
@@ -447,16 +465,16 @@ def _owner_args(p: argparse.ArgumentParser, *, required: bool) -> None:
 
 
 def _budgets(sub: Any) -> None:
-    actions = _group(sub, "budgets", "manage spending budgets")
-    p = _leaf(actions, "set", "create or change the budget of a key, user or team for a period", _budget_set)
+    actions = group(sub, "budgets", "manage spending budgets")
+    p = leaf(actions, "set", "create or change the budget of a key, user or team for a period", _budget_set)
     _owner_args(p, required=True)
     p.add_argument(
         "--period", choices=PERIODS, default="monthly", help="how often it starts over (default: monthly)"
     )
     p.add_argument("--usd", required=True, help="the amount in US dollars")
-    p = _leaf(actions, "list", "list budgets with this period's spend", _budget_list)
+    p = leaf(actions, "list", "list budgets with this period's spend", _budget_list)
     _owner_args(p, required=False)
-    p = _leaf(actions, "delete", "delete a budget", _budget_delete, formats=False)
+    p = leaf(actions, "delete", "delete a budget", _budget_delete, formats=False)
     p.add_argument("id", help="budget id")
 
 
@@ -485,18 +503,16 @@ async def _budget_delete(store: Store, args: argparse.Namespace) -> int:
 
 
 def _limits(sub: Any) -> None:
-    actions = _group(sub, "limits", "manage rate limits")
-    p = _leaf(actions, "set", "replace the rate limits of a key, user or team (unset: unlimited)", _limit_set)
+    actions = group(sub, "limits", "manage rate limits")
+    p = leaf(actions, "set", "replace the rate limits of a key, user or team (unset: unlimited)", _limit_set)
     _owner_args(p, required=True)
     p.add_argument("--rpm", type=int, metavar="N", help="requests per minute")
     p.add_argument("--input-tpm", type=int, metavar="N", help="input tokens per minute")
     p.add_argument("--output-tpm", type=int, metavar="N", help="output tokens per minute")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="requests in flight at once")
-    p = _leaf(actions, "list", "list rate limits", _limit_list)
+    p = leaf(actions, "list", "list rate limits", _limit_list)
     p.add_argument("--scope", choices=SCOPES, help="only limits of this scope")
-    p = _leaf(
-        actions, "delete", "remove the rate limits of a key, user or team", _limit_delete, formats=False
-    )
+    p = leaf(actions, "delete", "remove the rate limits of a key, user or team", _limit_delete, formats=False)
     _owner_args(p, required=True)
 
 
@@ -527,7 +543,7 @@ async def _limit_delete(store: Store, args: argparse.Namespace) -> int:
 
 
 def _spend(sub: Any) -> None:
-    p = _leaf(sub, "spend", "report requests, tokens and cost", _spend_report)
+    p = leaf(sub, "spend", "report requests, tokens and cost", _spend_report)
     p.add_argument("--by", choices=REPORT_BY, default="key", help="how to group (default: key)")
     p.add_argument("--since", default="7d", help="7d, 24h, 30m or an ISO 8601 date (default: 7d)")
     p.add_argument("--until", help="7d, 24h, 30m or an ISO 8601 date (default: now)")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,12 +15,16 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
+from cloudgate.activity.entry import ActivityEntry
+from cloudgate.activity.export import MEDIA_TYPES, from_csv, from_jsonl
 from cloudgate.gateway.frontdoors.admin import PREFIX, ROUTES, AdminAPI, openapi_document
 from cloudgate.gateway.types import Receive, Scope, Send
 from cloudgate.governance.types import SpendEntry
 from cloudgate.store import Store, upgrade
 from cloudgate.store.models import Base
 from cloudgate.util.server import serving
+from tests.activity.test_export import AWKWARD, full_entry
+from tests.cli.test_logs import SESSION, now, seed, session_entries, stored, traffic
 
 T = TypeVar("T")
 
@@ -529,6 +535,234 @@ def test_bad_region_and_provider_lists_are_400_naming_the_field(
     assert [k["id"] for k in admin.ok("GET", "/keys")["data"]] == [key["id"]]
 
 
+# -- bodies on keys and teams ------------------------------------------------------------------------
+
+
+def test_log_bodies_on_keys_and_teams_create_patch_view(admin: Admin) -> None:
+    team = admin.ok("POST", "/teams", {"name": "t"}, 201)
+    assert team["log_bodies"] is False
+    loud = admin.ok("POST", "/teams", {"name": "loud", "log_bodies": True}, 201)
+    assert loud["log_bodies"] is True and admin.ok("GET", f"/teams/{loud['id']}")["log_bodies"] is True
+    assert admin.ok("PATCH", f"/teams/{loud['id']}", {"name": "quiet"})["log_bodies"] is True  # left alone
+    assert admin.ok("PATCH", f"/teams/{loud['id']}", {"log_bodies": False})["log_bodies"] is False
+
+    key = admin.ok("POST", "/keys", {"name": "k"}, 201)
+    assert key["log_bodies"] is False
+    kept = admin.ok("POST", "/keys", {"name": "kept", "log_bodies": True}, 201)
+    assert kept["log_bodies"] is True
+    assert admin.ok("PATCH", f"/keys/{key['id']}", {"log_bodies": True})["log_bodies"] is True
+    assert admin.ok("PATCH", f"/keys/{key['id']}", {"tags": ["x"]})["log_bodies"] is True
+    assert admin.ok("GET", f"/keys/{key['id']}")["log_bodies"] is True
+    assert admin.ok("POST", f"/keys/{kept['id']}/rotate", None, 201)["log_bodies"] is True
+    for method, path in (("POST", "/keys"), ("PATCH", f"/keys/{key['id']}"), ("POST", "/teams"),
+                         ("PATCH", f"/teams/{team['id']}")):  # fmt: skip
+        for bad in ("yes", None, 1):
+            assert admin.error(method, path, {"name": "n2", "log_bodies": bad}, 400).startswith("log_bodies:")
+
+
+# -- the activity log ----------------------------------------------------------------------------------
+
+
+def test_logs_list_pages_with_a_cursor_and_filters(admin: Admin) -> None:
+    t = now()
+    seed(admin.db_url, traffic(t))
+    newest_first = [f"req_{i:02d}" for i in range(10)]
+    first = admin.ok("GET", "/logs")
+    assert [e["request_id"] for e in first["data"]] == newest_first and first["next_cursor"] is None
+    summary = first["data"][0]
+    assert "request_body" not in summary and "request_headers" not in summary
+    assert (
+        summary["bodies_kept"] is True
+        and summary["cost_usd"] == 4.567891
+        and summary["cost_micro"] == 4567891
+    )
+    assert summary["attempts"][0] == {
+        "deployment": "vertex/global",
+        "status": 529,
+        "error": "overloaded_error",
+    }
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = admin.ok("GET", "/logs", **params)
+        seen += [e["request_id"] for e in page["data"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == newest_first and pages == 4
+    # A page that ends exactly at the last entry says there is no next one.
+    assert admin.ok("GET", "/logs", limit=10)["next_cursor"] is None
+    assert admin.ok("GET", "/logs", limit=9)["next_cursor"] is not None
+
+    def ids(**params: Any) -> list[str]:
+        resp = admin.call("GET", "/logs", **params)
+        assert resp.status_code == 200, resp.text
+        return [e["request_id"] for e in resp.json()["data"]]
+
+    assert ids(key_id="key_a") == ["req_01", "req_03", "req_05", "req_07", "req_09"]
+    assert ids(
+        key_id="key_a", limit=2, cursor=admin.ok("GET", "/logs", key_id="key_a", limit=2)["next_cursor"]
+    ) == [
+        "req_05",
+        "req_07",
+    ]
+    assert ids(errors="true") == ["req_04"] and ids(status="529") == ["req_04"]
+    assert ids(model="claude-opus-4-1", since="7m") == ["req_00", "req_03", "req_06"]
+    assert ids(until=(t - timedelta(minutes=7, seconds=30)).isoformat()) == ["req_08", "req_09"]
+    for name, value in (("user_id", "user_ada"), ("team_id", "team_platform"), ("provider", "vertex"),
+                        ("deployment", "vertex/europe-west1")):  # fmt: skip
+        assert len(ids(**{name: value})) == 10
+    assert ids(session_id="nope") == []
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"status": "ok"}, "status"),
+        ({"status": "99"}, "status"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "1h", "until": "2h"}, "until"),
+        ({"errors": "maybe"}, "errors"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": "WyJ4IiwgMV0"}, "cursor"),  # ["x", 1]
+        ({"key": "key_a"}, "key"),  # a misspelt filter is refused, not ignored
+    ],
+)
+def test_logs_list_bad_parameters_are_400_naming_them(
+    admin: Admin, params: dict[str, str], field: str
+) -> None:
+    resp = admin.call("GET", "/logs", **params)  # `status` is a query parameter here
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["type"] == "invalid_request_error"
+    assert resp.json()["error"]["message"].startswith(field + ":"), resp.text
+
+
+def test_log_entry_with_everything(admin: Admin) -> None:
+    seed(admin.db_url, [full_entry("req_one")])
+    entry = admin.ok("GET", "/logs/req_one")
+    assert entry["request_body"] == full_entry().request_body and entry["response_body"].endswith(AWKWARD)
+    assert entry["request_headers"]["x-api-key"] == "[REDACTED]" and entry["bodies_truncated"] is True
+    assert entry["started_at"] == "2025-06-01T09:30:00.123456+00:00" and entry["cost_usd"] == 4.567891
+    assert (
+        ActivityEntry.from_dict({k: v for k, v in entry.items() if k != "cost_usd"})
+        == stored(admin.db_url, ["req_one"])[0]
+    )
+    assert "no request 'req_missing'" in admin.error("GET", "/logs/req_missing", None, 404)
+
+
+def test_session_as_a_conversation(admin: Admin) -> None:
+    seed(admin.db_url, [*session_entries(now()), full_entry("req_elsewhere", session_id="other")])
+    doc = admin.ok("GET", f"/sessions/{SESSION}")
+    assert doc["session_id"] == SESSION and [t["request_id"] for t in doc["turns"]] == [
+        f"req_s{i}" for i in range(1, 6)
+    ]
+    texts = [(t["user_text"], t["assistant_text"]) for t in doc["turns"]]
+    assert texts == [
+        ("Fix the failing test, please", "I'll look at the test.\n[tool use: Bash]"),  # SSE
+        ("[tool result] 1 failed\nNow make it pass", "All 12 tests pass."),  # a whole Message
+        ("And on Bedrock?", "Same there."),  # a Bedrock event stream, kept as JSON lines
+        (None, None),  # failed, no bodies
+        (None, "Cut sh"),  # bodies cut short
+    ]
+    assert (
+        doc["total"]["requests"] == 5 and doc["total"]["errors"] == 1 and doc["total"]["cost_usd"] == 0.00485
+    )
+    assert doc["turns"][3]["status"] == 529 and "request_body" not in doc["turns"][0]
+    assert "no session 'nope'" in admin.error("GET", "/sessions/nope", None, 404)
+
+
+def test_export_streams_chunked_and_re_reads_as_stored(admin: Admin) -> None:
+    entries = [
+        full_entry("req_x1", datetime.now(UTC) - timedelta(hours=2), response_body=AWKWARD * 5_000),
+        full_entry("req_x2", datetime.now(UTC) - timedelta(hours=1), key_id="key_other"),
+        *(
+            full_entry(f"req_y{i:03d}", datetime.now(UTC) - timedelta(minutes=50, seconds=-i))
+            for i in range(120)
+        ),
+        full_entry("req_old", datetime.now(UTC) - timedelta(days=3)),
+    ]
+    seed(admin.db_url, entries)
+    expected = stored(admin.db_url, [e.request_id for e in entries[:-1]])
+    for fmt, read in (("jsonl", from_jsonl), ("csv", from_csv)):
+        resp = requests.get(
+            admin.base + PREFIX + "/logs/export",
+            params={"since": "1d", "format": fmt},
+            stream=True,
+            timeout=10,
+        )
+        assert resp.status_code == 200
+        assert resp.headers["content-type"] == MEDIA_TYPES[fmt]
+        assert resp.headers["transfer-encoding"] == "chunked" and "content-length" not in resp.headers
+        assert resp.headers["content-disposition"] == f'attachment; filename="cloudgate-activity.{fmt}"'
+        chunks = list(resp.iter_content(chunk_size=None))
+        assert len(chunks) > 1  # sent as it was read, not as one body
+        text = b"".join(chunks).decode()
+        assert list(read(io.StringIO(text, newline=""))) == expected, fmt
+    only = admin.call("GET", "/logs/export", since="1d", key_id="key_other")
+    assert [e.request_id for e in from_jsonl(only.text.split("\n"))] == ["req_x2"]
+    assert admin.call("GET", "/logs/export", since="1m", format="csv").text.count("\n") == 1  # the header
+
+
+def test_export_refuses_bad_parameters_before_streaming(admin: Admin) -> None:
+    assert admin.error("GET", "/logs/export", None, 400).startswith("since: required")
+    assert admin.error("GET", "/logs/export", None, 400, since="1d", format="xml").startswith("format:")
+    assert admin.error("GET", "/logs/export", None, 400, since="soon").startswith("since:")
+    assert admin.error("GET", "/logs/export", None, 400, since="1d", limit="5").startswith("limit:")
+
+
+def test_export_stops_when_the_client_leaves(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    run(upgrade(url))
+    start = datetime.now(UTC) - timedelta(hours=1)
+    # About 30 MB: far more than socket buffers hold, so the server is still exporting when the
+    # client goes.
+    body = "x" * 10_000
+    seed(
+        url,
+        [
+            full_entry(f"req_{i:04d}", start + timedelta(milliseconds=i), response_body=body)
+            for i in range(3000)
+        ],
+    )
+    app = AdminOnly(url)
+    outcome: list[str] = []
+    with serving(app) as srv:
+        assert app.api is not None
+        export = app.api.store.activity.export
+
+        async def watched(*args: Any, **kwargs: Any) -> Any:
+            try:
+                async for entry in export(*args, **kwargs):
+                    yield entry
+                outcome.append("finished")
+            except GeneratorExit:
+                outcome.append("stopped")
+                raise
+
+        app.api.store.activity.export = watched  # type: ignore[method-assign]
+        with requests.get(
+            srv.url + PREFIX + "/logs/export", params={"since": "2h"}, stream=True, timeout=10
+        ) as resp:
+            assert resp.status_code == 200
+            next(resp.iter_content(chunk_size=1024))
+        deadline = time.monotonic() + 10
+        while not outcome and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outcome == ["stopped"]
+        # The server goes on answering.
+        assert (
+            requests.get(srv.url + PREFIX + "/logs", params={"limit": 1}, timeout=10).json()["data"][0][
+                "request_id"
+            ]
+            == "req_2999"
+        )
+
+
 # -- the OpenAPI document ------------------------------------------------------------------------
 
 
@@ -551,7 +785,7 @@ def test_openapi_document_is_well_formed_and_lists_every_route(admin: Admin) -> 
     served = {(r.method.lower(), PREFIX + r.path) for r in ROUTES}
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert documented == served
-    assert len(served) == 24
+    assert len(served) == 28
     schemas = doc["components"]["schemas"]
     for ref in set(_refs(doc)):
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
@@ -589,6 +823,7 @@ def test_openapi_document_is_well_formed_and_lists_every_route(admin: Admin) -> 
     ):
         regions = schemas[name]["properties"]["allowed_regions"]
         assert regions["type"] == ["array", "null"] and regions["items"]["pattern"], name
+        assert schemas[name]["properties"]["log_bodies"]["type"] == "boolean", name
     for name in ("Team", "TeamCreate", "TeamUpdate"):
         providers = schemas[name]["properties"]["preferred_providers"]
         assert providers["items"]["enum"] == ["vertex", "bedrock", "anthropic"], name
@@ -598,6 +833,41 @@ def test_openapi_document_is_well_formed_and_lists_every_route(admin: Admin) -> 
     assert "deployment" in schemas["SpendReport"]["properties"]["by"]["enum"]
     spend_params = {p["name"]: p for p in doc["paths"][PREFIX + "/spend"]["get"]["parameters"]}
     assert "deployment" in spend_params["by"]["schema"]["enum"]
+
+
+def test_openapi_documents_the_log_routes(admin: Admin) -> None:
+    doc = admin.ok("GET", "/openapi.json")
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    listing = paths[PREFIX + "/logs"]["get"]
+    params = {p["name"]: p for p in listing["parameters"]}
+    assert set(params) == {"since", "until", "key_id", "user_id", "team_id", "model", "status", "session_id",
+                           "provider", "deployment", "errors", "limit", "cursor"}  # fmt: skip
+    assert params["limit"]["schema"]["type"] == "integer" and params["status"]["schema"]["type"] == "integer"
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/LogList")
+    export = paths[PREFIX + "/logs/export"]["get"]
+    assert set(export["responses"]["200"]["content"]) == set(MEDIA_TYPES.values())
+    export_params = {p["name"]: p for p in export["parameters"]}
+    assert export_params["since"]["required"] is True and export_params["format"]["schema"]["enum"] == [
+        "jsonl",
+        "csv",
+    ]
+    assert "limit" not in export_params and "cursor" not in export_params
+    assert paths[PREFIX + "/logs/{request_id}"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]["$ref"].endswith("/LogEntry")
+    assert PREFIX + "/sessions/{session_id}" in paths
+    # Every field of an entry is described, with its type.
+    entry = schemas["LogEntry"]["properties"]
+    assert set(entry) == {f.name for f in __import__("dataclasses").fields(ActivityEntry)} | {"cost_usd"}
+    assert entry["started_at"] == {
+        "type": "string",
+        "format": "date-time",
+        "description": "when the request arrived",
+    }
+    assert entry["cost_micro"]["type"] == ["integer", "null"] and entry["stream"]["type"] == "boolean"
+    assert entry["attempts"]["type"] == "array" and entry["request_body"]["type"] == ["string", "null"]
+    assert "request_body" not in schemas["LogSummary"]["properties"]
+    assert {"user_text", "assistant_text"} <= set(schemas["SessionTurn"]["properties"])
 
 
 def test_the_store_never_holds_what_the_answers_show(admin: Admin) -> None:

@@ -1,4 +1,5 @@
-"""The admin API under `/admin/v1/`: teams, users, keys, budgets, limits and spend, as JSON.
+"""The admin API under `/admin/v1/`: teams, users, keys, budgets, limits, spend and the activity
+log, as JSON (and the log's export as JSON lines or CSV, streamed).
 
 One route table drives both the dispatcher and the OpenAPI document, so neither can list a
 route the other does not know. The caller has already authenticated the request as an admin.
@@ -6,7 +7,10 @@ route the other does not know. The caller has already authenticated the request 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import base64
+import binascii
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -14,6 +18,8 @@ from urllib.parse import parse_qsl, unquote
 
 import orjson
 
+from cloudgate.activity.entry import ActivityEntry, ActivityFilter
+from cloudgate.activity.export import EXPORT_FORMATS, MEDIA_TYPES, ExportFormat, export_lines
 from cloudgate.gateway.frontdoors.admin_openapi import openapi_document
 from cloudgate.gateway.frontdoors.admin_views import (
     LIMIT_FIELDS,
@@ -25,13 +31,18 @@ from cloudgate.gateway.frontdoors.admin_views import (
     iso,
     key_view,
     limits_view,
+    log_filter,
+    log_summary_view,
+    log_view,
     parse_when,
+    session_view,
     spend_total,
     spend_view,
     team_view,
     user_view,
 )
 from cloudgate.gateway.http import BodyTooLarge, ClientGone, read_body, send_response
+from cloudgate.gateway.proxy import DisconnectWatch
 from cloudgate.gateway.types import Receive, Send
 from cloudgate.gateway.types import Scope as AsgiScope
 from cloudgate.governance.types import Limits, Period, Scope, usd_to_micro
@@ -42,6 +53,9 @@ from cloudgate.store.spend import ReportBy
 
 PREFIX = "/admin/v1"
 MAX_BODY_BYTES = 1 << 20
+LOG_PAGE_DEFAULT, LOG_PAGE_MAX = 100, 1000
+# An export goes out in chunks of about this size rather than one send per entry.
+STREAM_CHUNK_BYTES = 64 * 1024
 
 
 class AdminError(Exception):
@@ -65,6 +79,15 @@ def not_found(message: str) -> AdminError:
 
 
 # -- reading requests -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Streamed:
+    """An answer sent as it is produced, with chunked transfer encoding, instead of one JSON value."""
+
+    media_type: str
+    chunks: AsyncGenerator[bytes, None]
+    filename: str
 
 
 @dataclass(slots=True)
@@ -128,6 +151,11 @@ class Body:
         if not isinstance(value, bool):
             raise invalid(f"{name}: must be true or false")
         return value
+
+    def boolean_change(self, name: str) -> bool | Unset:
+        """For PATCH: true or false, UNSET when left out."""
+        value = self.boolean(name)
+        return UNSET if value is None else value
 
     def count(self, name: str, *, minimum: int = 1) -> int | None:
         """A whole number of at least `minimum`, or null."""
@@ -208,9 +236,17 @@ def body_enum(body: Body, name: str, choices: tuple[str, ...]) -> str:
 
 SCOPES = tuple(s.value for s in Scope)
 PERIODS = tuple(p.value for p in Period)
-_TEAM_RESIDENCY = ("allowed_regions", "preferred_providers")
+_TEAM_SETTINGS = ("tags", "allowed_regions", "preferred_providers", "log_bodies")
 # What both creating and changing a key may set (its owner is fixed at creation).
-_KEY_SETTINGS = ("is_admin", "allowed_models", "allowed_regions", "expires_at", "expires_in_days", "tags")
+_KEY_SETTINGS = (
+    "is_admin",
+    "allowed_models",
+    "allowed_regions",
+    "log_bodies",
+    "expires_at",
+    "expires_in_days",
+    "tags",
+)
 
 # -- the route table --------------------------------------------------------------------------------
 
@@ -224,6 +260,8 @@ class QueryParam:
     name: str
     description: str
     enum: tuple[str, ...] | None = None
+    type: str = "string"  # its JSON Schema type
+    required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +277,7 @@ class Route:
     response: str | None = None  # likewise; None for the OpenAPI document itself
     query: tuple[QueryParam, ...] = ()
     tag: str = ""
+    media: tuple[str, ...] = ()  # a streamed answer's media types; empty: JSON
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
         """The path parameters if `segments` fit this route's path, else None."""
@@ -269,6 +308,9 @@ class AdminAPI:
         except AdminError as exc:
             status, payload = exc.status, {"error": {"type": exc.error_type, "message": exc.message}}
         except ClientGone:
+            return
+        if isinstance(payload, Streamed):
+            await _stream(payload, status, receive, send)
             return
         headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
         await send_response(send, status, orjson.dumps(payload), headers)
@@ -308,7 +350,7 @@ class AdminAPI:
 
     async def create_team(self, req: Request) -> tuple[int, Any]:
         """POST /teams."""
-        body = Body(req.body, ("name", "tags", *_TEAM_RESIDENCY))
+        body = Body(req.body, ("name", *_TEAM_SETTINGS))
         name = body.string("name", required=True)
         assert name is not None
         team = await self.store.teams.create(
@@ -316,6 +358,7 @@ class AdminAPI:
             body.strings("tags") or (),
             allowed_regions=body.strings("allowed_regions", nullable=True),
             preferred_providers=body.strings("preferred_providers", nullable=True),
+            log_bodies=bool(body.boolean("log_bodies")),
         )
         return 201, team_view(team)
 
@@ -332,7 +375,7 @@ class AdminAPI:
 
     async def update_team(self, req: Request) -> tuple[int, Any]:
         """PATCH /teams/{id}: null allowed_regions allows anywhere, null preferred_providers prefers none."""
-        body = Body(req.body, ("name", "tags", *_TEAM_RESIDENCY))
+        body = Body(req.body, ("name", *_TEAM_SETTINGS))
         name, tags = body.string("name"), body.strings("tags")
         team = await self.store.teams.update(
             req.params["id"],
@@ -340,6 +383,7 @@ class AdminAPI:
             tags=UNSET if tags is None else tags,
             allowed_regions=body.nullable_strings("allowed_regions"),
             preferred_providers=body.nullable_strings("preferred_providers"),
+            log_bodies=body.boolean_change("log_bodies"),
         )
         return 200, team_view(team)
 
@@ -411,6 +455,7 @@ class AdminAPI:
             is_admin=bool(body.boolean("is_admin")),
             allowed_models=body.strings("allowed_models", nullable=True),
             allowed_regions=body.strings("allowed_regions", nullable=True),
+            log_bodies=bool(body.boolean("log_bodies")),
             tags=body.strings("tags") or (),
             expires_at=body.expiry(datetime.now(UTC)),
         )
@@ -438,7 +483,7 @@ class AdminAPI:
     async def update_key(self, req: Request) -> tuple[int, Any]:
         """PATCH /keys/{id}: null allowed_models, allowed_regions or expires_at lifts that restriction."""
         body = Body(req.body, ("name", *_KEY_SETTINGS))
-        name, tags, is_admin = body.string("name"), body.strings("tags"), body.boolean("is_admin")
+        name, tags = body.string("name"), body.strings("tags")
         expiry_given = body.has("expires_at") or body.has("expires_in_days")
         expires_at = body.expiry(datetime.now(UTC))
         key = await self.store.keys.update(
@@ -448,7 +493,8 @@ class AdminAPI:
             allowed_regions=body.nullable_strings("allowed_regions"),
             expires_at=expires_at if expiry_given else UNSET,
             tags=UNSET if tags is None else tags,
-            is_admin=UNSET if is_admin is None else is_admin,
+            is_admin=body.boolean_change("is_admin"),
+            log_bodies=body.boolean_change("log_bodies"),
         )
         return 200, key_view(key)
 
@@ -520,6 +566,46 @@ class AdminAPI:
             raise not_found(f"no limits for {scope} {scope_id!r}")
         return 200, {"scope": scope, "scope_id": scope_id, "deleted": True}
 
+    # -- the activity log ---------------------------------------------------------------------
+
+    async def list_logs(self, req: Request) -> tuple[int, Any]:
+        """GET /logs: requests newest first, `limit` at a time; `next_cursor` fetches the next page."""
+        _known(req.query, ("limit", "cursor", *_LOG_QUERY_NAMES))
+        chosen = _log_filter(req.query)
+        limit = _limit(req.query)
+        # One more than asked shows whether another page exists without a count.
+        found = await self.store.activity.list(chosen, limit=limit + 1, before=_cursor(req.query))
+        page = found[:limit]
+        more = len(found) > limit
+        return 200, {
+            "data": [log_summary_view(e) for e in page],
+            "next_cursor": _next_cursor(page[-1]) if more else None,
+        }
+
+    async def get_log(self, req: Request) -> tuple[int, Any]:
+        """GET /logs/{request_id}: everything about one request, bodies included when kept."""
+        entry = await self.store.activity.get(req.params["request_id"])
+        if entry is None:
+            raise not_found(f"no request {req.params['request_id']!r} in the activity log")
+        return 200, log_view(entry)
+
+    async def get_session(self, req: Request) -> tuple[int, Any]:
+        """GET /sessions/{session_id}: a Claude Code session's requests as one conversation."""
+        session_id = req.params["session_id"]
+        entries = await self.store.activity.session(session_id)
+        if not entries:
+            raise not_found(f"no session {session_id!r} in the activity log")
+        return 200, session_view(session_id, entries)
+
+    async def export_logs(self, req: Request) -> tuple[int, Any]:
+        """GET /logs/export: every matching request, oldest first, streamed as JSON lines or CSV."""
+        _known(req.query, ("format", *_LOG_QUERY_NAMES))
+        fmt = cast(ExportFormat, query_enum(req.query, "format", EXPORT_FORMATS) or "jsonl")
+        if not req.query.get("since"):
+            raise invalid("since: required (7d, 24h, 30m or an ISO 8601 date)")
+        lines = export_lines(self.store.activity.export(_log_filter(req.query)), fmt)
+        return 200, Streamed(MEDIA_TYPES[fmt], _chunks(lines), f"cloudgate-activity.{fmt}")
+
     # -- spend and the document ---------------------------------------------------------------
 
     async def spend(self, req: Request) -> tuple[int, Any]:
@@ -554,6 +640,97 @@ def _when(query: dict[str, str], name: str, now: datetime) -> datetime | None:
         raise invalid(str(exc)) from None
 
 
+def _known(query: dict[str, str], names: tuple[str, ...]) -> None:
+    # A misspelt filter would otherwise widen the answer to everything, silently.
+    unknown = sorted(set(query) - set(names))
+    if unknown:
+        raise invalid(f"{unknown[0]}: unknown query parameter (expected one of: {', '.join(names)})")
+
+
+def _log_filter(query: dict[str, str]) -> ActivityFilter:
+    try:
+        return log_filter(query, errors_only=query_bool(query, "errors"))
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+
+
+def _limit(query: dict[str, str]) -> int:
+    text = query.get("limit") or str(LOG_PAGE_DEFAULT)
+    if not text.isdigit() or not 1 <= int(text) <= LOG_PAGE_MAX:
+        raise invalid(f"limit: must be a whole number from 1 to {LOG_PAGE_MAX}")
+    return int(text)
+
+
+def _next_cursor(last: ActivityEntry) -> str:
+    """Where the next page starts: after the last entry shown, by time and then request id."""
+    raw = orjson.dumps([iso(last.started_at), last.request_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor(query: dict[str, str]) -> tuple[datetime, str] | None:
+    text = query.get("cursor")
+    if not text:
+        return None
+    try:
+        started_at, request_id = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        when = datetime.fromisoformat(started_at)
+        if not isinstance(request_id, str) or when.tzinfo is None:
+            raise ValueError(request_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise invalid("cursor: not a next_cursor this API gave") from None
+    return when, request_id
+
+
+async def _chunks(lines: AsyncIterator[str]) -> AsyncGenerator[bytes, None]:
+    buffer = bytearray()
+    async for line in lines:
+        # "replace": a lone surrogate from the database must not end an export halfway.
+        buffer += line.encode("utf-8", "replace")
+        if len(buffer) >= STREAM_CHUNK_BYTES:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+async def _stream(answer: Streamed, status: int, receive: Receive, send: Send) -> None:
+    """Send `answer` chunk by chunk; a client that goes away stops it."""
+    watch = DisconnectWatch(receive)
+    try:
+        # The first chunk is read before the status is sent, so a store that fails at once
+        # fails the request rather than sending an empty export that looks complete.
+        first = await anext(answer.chunks, b"")
+        headers = [
+            (b"content-type", answer.media_type.encode()),
+            (b"cache-control", b"no-store"),
+            (b"content-disposition", f'attachment; filename="{answer.filename}"'.encode()),
+        ]
+        # No content-length: the server sends the body with chunked transfer encoding.
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+        async for chunk in answer.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            # A page of entries makes many chunks without waiting on anything: let the loop see
+            # a closed connection (and the watch cancel this export) between them.
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        watch.done()
+    except asyncio.CancelledError:
+        if not watch.fired:
+            raise
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+    except BaseException:
+        # A failure mid-stream ends the response unfinished, so the client cannot take a cut
+        # export for a whole one.
+        watch.done()
+        raise
+    finally:
+        await answer.chunks.aclose()
+
+
 async def _json_object(scope: AsgiScope, receive: Receive) -> dict[str, Any]:
     try:
         raw = await read_body(scope, receive, MAX_BODY_BYTES)
@@ -575,6 +752,21 @@ _OWNER_FILTERS = (
     QueryParam("team_id", "only this team's keys"),
 )
 _SCOPE_PARAM = QueryParam("scope", "only budgets or limits of this scope", SCOPES)
+_WHEN = "7d, 24h, 30m (that long ago) or an ISO 8601 date or time"
+_LOG_QUERY: tuple[QueryParam, ...] = (
+    QueryParam("since", f"from this time: {_WHEN}"),
+    QueryParam("until", f"before this time: {_WHEN} (default now)"),
+    QueryParam("key_id", "only this key's requests"),
+    QueryParam("user_id", "only this user's requests"),
+    QueryParam("team_id", "only this team's requests"),
+    QueryParam("model", "only requests for this model, as the caller named it"),
+    QueryParam("status", "only requests answered with this HTTP status", type="integer"),
+    QueryParam("session_id", "only this Claude Code session's requests"),
+    QueryParam("provider", "only requests served by this provider (vertex, bedrock, anthropic)"),
+    QueryParam("deployment", "only requests served by this deployment"),
+    QueryParam("errors", "only requests that failed", ("true", "false")),
+)
+_LOG_QUERY_NAMES = tuple(q.name for q in _LOG_QUERY)
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/teams", AdminAPI.create_team, "Create a team", 201, "TeamCreate", "Team", tag="teams"),
@@ -690,6 +882,46 @@ ROUTES: tuple[Route, ...] = (
             QueryParam("until", "7d, 24h, 30m or an ISO 8601 date (default now)"),
         ),
         tag="spend",
+    ),
+    Route(
+        "GET",
+        "/logs",
+        AdminAPI.list_logs,
+        "List requests in the activity log, newest first",
+        response="LogList",
+        query=(
+            *_LOG_QUERY,
+            QueryParam(
+                "limit",
+                f"at most this many (default {LOG_PAGE_DEFAULT}, up to {LOG_PAGE_MAX})",
+                type="integer",
+            ),
+            QueryParam("cursor", "the next_cursor of the previous page"),
+        ),
+        tag="logs",
+    ),
+    # Before /logs/{request_id}: the first route that fits a path answers it.
+    Route(
+        "GET",
+        "/logs/export",
+        AdminAPI.export_logs,
+        "Export the activity log as JSON lines or CSV, oldest first",
+        query=(
+            QueryParam("format", "jsonl (default) or csv", EXPORT_FORMATS),
+            QueryParam("since", f"from this time: {_WHEN}", required=True),
+            *_LOG_QUERY[1:],
+        ),
+        tag="logs",
+        media=tuple(MEDIA_TYPES[f] for f in EXPORT_FORMATS),
+    ),
+    Route("GET", "/logs/{request_id}", AdminAPI.get_log, "Get one request", response="LogEntry", tag="logs"),
+    Route(
+        "GET",
+        "/sessions/{session_id}",
+        AdminAPI.get_session,
+        "A Claude Code session as one conversation",
+        response="Session",
+        tag="logs",
     ),
     Route("GET", "/openapi.json", AdminAPI.openapi, "This OpenAPI document", tag="meta"),
 )

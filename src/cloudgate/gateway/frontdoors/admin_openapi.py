@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloudgate import __version__
+from cloudgate.activity.export import FIELDS
 from cloudgate.governance.types import PROVIDERS
 
 if TYPE_CHECKING:
@@ -34,7 +35,15 @@ _PROVIDERS: dict[str, Any] = {
     "minItems": 1,
     "description": "providers in order of preference, first preferred; null: no preference",
 }
-_TEAM_RESIDENCY: dict[str, Any] = {"allowed_regions": _REGIONS, "preferred_providers": _PROVIDERS}
+_LOG_BODIES: dict[str, Any] = {
+    "type": "boolean",
+    "description": "keep whole request and response bodies in the activity log (default false)",
+}
+_TEAM_SETTINGS: dict[str, Any] = {
+    "allowed_regions": _REGIONS,
+    "preferred_providers": _PROVIDERS,
+    "log_bodies": _LOG_BODIES,
+}
 _COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
 
 
@@ -62,6 +71,7 @@ _KEY_FIELDS: dict[str, Any] = {
     "is_admin": {"type": "boolean"},
     "allowed_models": {"type": ["array", "null"], "items": {"type": "string"}, "description": "null: any"},
     "allowed_regions": _REGIONS,
+    "log_bodies": _LOG_BODIES,
     "tags": _TAGS,
     "created_at": _TIME,
     "expires_at": _NULLABLE_TIME,
@@ -90,16 +100,73 @@ _EXPIRY: dict[str, Any] = {
     "expires_in_days": {"type": ["number", "null"], "exclusiveMinimum": 0},
 }
 
+_KIND_SCHEMAS: dict[str, dict[str, Any]] = {
+    "str": _STR,
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "time": _TIME,
+    "json": {},
+}
+# What the entry's own types do not say.
+_ENTRY_DETAILS: dict[str, dict[str, Any]] = {
+    "started_at": {"description": "when the request arrived"},
+    "session_id": {"description": "Claude Code's x-claude-code-session-id"},
+    "deployment": {"description": "the deployment that answered (or was tried last)"},
+    "cost_micro": {"description": "cost in micro-dollars (exact); cost_usd has it in dollars"},
+    "attempts": {
+        "type": "array",
+        "items": {"type": "object"},
+        "description": "every upstream attempt, failovers included: deployment, status, error",
+    },
+    "betas": {"type": "array", "items": {"type": "string"}},
+    "request_headers": {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "description": "as received, credentials redacted",
+    },
+    "request_body": {"description": "null unless bodies are kept for the key, its team, or everyone"},
+    "response_body": {"description": "a Message as JSON, or the event stream as text"},
+    "bodies_truncated": {"description": "the bodies were cut at activity.max_body_bytes"},
+}
+
+
+def _entry_field(kind: str, optional: bool, name: str) -> dict[str, Any]:
+    schema = {**_KIND_SCHEMAS[kind], **_ENTRY_DETAILS.get(name, {})}
+    if optional and "type" in schema:
+        schema["type"] = [schema["type"], "null"]
+    return schema
+
+
+_ENTRY: dict[str, Any] = {
+    **{f.name: _entry_field(f.kind, f.optional, f.name) for f in FIELDS},
+    "cost_usd": {"type": ["number", "null"], "description": "null when governance did not price it"},
+}
+_NOT_LISTED = ("request_headers", "request_body", "response_body")
+_LOG_SUMMARY: dict[str, Any] = {
+    **{name: schema for name, schema in _ENTRY.items() if name not in _NOT_LISTED},
+    "bodies_kept": {"type": "boolean", "description": "GET /logs/{request_id} shows them"},
+}
+_TURN: dict[str, Any] = {
+    **_LOG_SUMMARY,
+    "user_text": {**_NULLABLE_STR, "description": "the request's last user message, when bodies were kept"},
+    "assistant_text": {**_NULLABLE_STR, "description": "what the assistant said, when bodies were kept"},
+}
+_SESSION_TOTAL: dict[str, Any] = {
+    "errors": {**_COUNT, "description": "requests that failed"},
+    **{name: schema for name, schema in _SPEND_FIELDS.items() if name != "attempts"},
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": _obj(
         {"error": _obj({"type": _STR, "message": _STR}, ("type", "message"))},
         ("error",),
     ),
     "Deleted": _obj({"id": _STR, "deleted": {"type": "boolean"}}, ("id", "deleted")),
-    "TeamCreate": _obj({"name": _STR, "tags": _TAGS, **_TEAM_RESIDENCY}, ("name",)),
-    "TeamUpdate": _obj({"name": _STR, "tags": _TAGS, **_TEAM_RESIDENCY}),
+    "TeamCreate": _obj({"name": _STR, "tags": _TAGS, **_TEAM_SETTINGS}, ("name",)),
+    "TeamUpdate": _obj({"name": _STR, "tags": _TAGS, **_TEAM_SETTINGS}),
     "Team": _obj(
-        {"id": _STR, "name": _STR, "tags": _TAGS, **_TEAM_RESIDENCY, "created_at": _TIME}, ("id", "name")
+        {"id": _STR, "name": _STR, "tags": _TAGS, **_TEAM_SETTINGS, "created_at": _TIME}, ("id", "name")
     ),
     "TeamList": _list("Team"),
     "UserCreate": _obj(
@@ -126,6 +193,7 @@ SCHEMAS: dict[str, Any] = {
             "is_admin": {"type": "boolean"},
             "allowed_models": _KEY_FIELDS["allowed_models"],
             "allowed_regions": _REGIONS,
+            "log_bodies": _LOG_BODIES,
             **_EXPIRY,
             "tags": _TAGS,
         },
@@ -137,6 +205,7 @@ SCHEMAS: dict[str, Any] = {
             "is_admin": {"type": "boolean"},
             "allowed_models": _KEY_FIELDS["allowed_models"],
             "allowed_regions": _REGIONS,
+            "log_bodies": _LOG_BODIES,
             **_EXPIRY,
             "tags": _TAGS,
         }
@@ -195,6 +264,26 @@ SCHEMAS: dict[str, Any] = {
         },
         ("by", "since", "data", "total"),
     ),
+    "LogEntry": _obj(_ENTRY, ("request_id", "started_at", "status")),
+    "LogSummary": _obj(_LOG_SUMMARY, ("request_id", "started_at", "status")),
+    "LogList": _obj(
+        {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/LogSummary"}},
+            "next_cursor": {**_NULLABLE_STR, "description": "the next page's cursor; null on the last page"},
+        },
+        ("data", "next_cursor"),
+    ),
+    "SessionTurn": _obj(_TURN, ("request_id", "started_at", "status")),
+    "Session": _obj(
+        {
+            "session_id": _STR,
+            "started_at": _TIME,
+            "finished_at": _TIME,
+            "turns": {"type": "array", "items": {"$ref": "#/components/schemas/SessionTurn"}},
+            "total": _obj(_SESSION_TOTAL),
+        },
+        ("session_id", "turns", "total"),
+    ),
 }
 
 
@@ -202,21 +291,21 @@ def openapi_document(routes: Sequence[Route], prefix: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the admin API, built from its route table."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
+        content: dict[str, Any] = {
+            "application/json": {
+                "schema": {"$ref": f"#/components/schemas/{route.response}"}
+                if route.response
+                else {"type": "object"}
+            }
+        }
+        if route.media:  # streamed: one document in one of these formats, as it is produced
+            content = {media: {"schema": {"type": "string"}} for media in route.media}
         op: dict[str, Any] = {
             "operationId": route.handler.__name__,
             "summary": route.summary,
             "tags": [route.tag],
             "responses": {
-                str(route.status): {
-                    "description": route.summary,
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": f"#/components/schemas/{route.response}"}
-                            if route.response
-                            else {"type": "object"}
-                        }
-                    },
-                },
+                str(route.status): {"description": route.summary, "content": content},
                 "default": {
                     "description": "An error: 400 invalid request, 404 unknown id or path, 405 wrong method, "
                     "409 conflict",
@@ -229,14 +318,14 @@ def openapi_document(routes: Sequence[Route], prefix: str) -> dict[str, Any]:
             for name in re.findall(r"\{[^}]+\}", route.path)
         ]
         for q in route.query:
-            schema: dict[str, Any] = {"type": "string"}
+            schema: dict[str, Any] = {"type": q.type}
             if q.enum:
                 schema["enum"] = list(q.enum)
             params.append(
                 {
                     "name": q.name,
                     "in": "query",
-                    "required": False,
+                    "required": q.required,
                     "description": q.description,
                     "schema": schema,
                 }
@@ -256,7 +345,8 @@ def openapi_document(routes: Sequence[Route], prefix: str) -> dict[str, Any]:
         "info": {
             "title": "cloudgate admin API",
             "version": __version__,
-            "description": "Teams, users, keys, budgets, rate limits and spend. Money is in US dollars.",
+            "description": "Teams, users, keys, budgets, rate limits, spend and the activity log. "
+            "Money is in US dollars.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"apiKey": []}],
