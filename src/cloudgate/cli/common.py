@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from typing import Any
 
 from cloudgate.config import ConfigError, Settings, load_settings
+from cloudgate.observability.logging import LogFormat, configure_logging
 
 
-def setup_logging(level: str) -> None:
-    """Plain log lines on stderr at `level`."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+def setup_logging(level: str, fmt: LogFormat = "text") -> None:
+    """Log lines on stderr at `level`: plain text, or one JSON object each (`fmt="json"`),
+    with the request id when logged inside a request."""
+    configure_logging(level, fmt)
 
 
 def settings_from_args(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings:

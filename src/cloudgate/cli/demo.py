@@ -57,12 +57,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--stream-delay", type=float, default=0.02, help="emulator delay between events")
     p.add_argument("--once", action="store_true", help="exit after the first round of requests")
     p.add_argument("--log-level", default="warning")
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON objects"
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C (or once, with --once)."""
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     try:
         return asyncio.run(_demo(args))
     except OSError as exc:
@@ -136,9 +139,11 @@ async def _demo(args: argparse.Namespace) -> int:
     gateway_app = create_gateway_app(settings, sinks=[sink])
 
     emulator = EmbeddedServer(
-        uvicorn_config(emulator_app, host, args.emulator_port, log_level=args.log_level)
+        uvicorn_config(emulator_app, host, args.emulator_port, log_level=args.log_level, log_config=None)
     )
-    gateway = EmbeddedServer(uvicorn_config(gateway_app, host, args.port, log_level=args.log_level))
+    gateway = EmbeddedServer(
+        uvicorn_config(gateway_app, host, args.port, log_level=args.log_level, log_config=None)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -29,14 +29,18 @@ def run(args: argparse.Namespace) -> int:
     if args.port is not None:
         overrides.setdefault("gateway", {})["port"] = args.port
     settings = settings_from_args(args, overrides)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.telemetry.log_format)
     try:
         app = create_gateway_app(settings)
     except ValueError as exc:
         raise SystemExit(f"cloudgate: {exc}") from None
     server = uvicorn.Server(
         uvicorn_config(
-            app, settings.gateway.host, settings.gateway.port, log_level=settings.log_level.lower()
+            app,
+            settings.gateway.host,
+            settings.gateway.port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn's own lines go through our handler, in our format
         )
     )
     server.run()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
@@ -33,6 +33,10 @@ from cloudgate.gateway.http import BodyTooLarge, ClientGone, headers_dict, read_
 from cloudgate.gateway.records import JsonLinesSink, RecordSink, RequestRecord
 from cloudgate.gateway.types import Receive, Scope, Send
 from cloudgate.governance.types import Principal
+from cloudgate.observability.context import RequestContext, enter_request, leave_request
+from cloudgate.observability.health import store_problem
+from cloudgate.observability.metrics import MetricsSink
+from cloudgate.observability.tracing import build_trace_sink
 from cloudgate.protocol.errors import GatewayError, aws_error_body
 from cloudgate.protocol.messages import MessagesCall, Operation, Usage
 from cloudgate.providers.base import Provider, Target
@@ -63,6 +67,8 @@ class GatewayState:
     sinks: list[RecordSink] = field(default_factory=list)
     governor: Governor | None = None
     started: bool = False
+    metrics: MetricsSink | None = None  # also among `sinks`; None when metrics are off
+    tracing: bool = False  # a trace sink is among `sinks`: requests note what spans need
 
 
 class GatewayApp:
@@ -73,6 +79,7 @@ class GatewayApp:
         self._max_body = state.settings.gateway.max_body_bytes
         self._models_body: bytes | None = None
         self._admin_api: AdminAPI | None = None
+        self._ready = True  # the last readiness answer, so only changes are logged
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -191,6 +198,12 @@ class GatewayApp:
         if path in ("/health", "/healthz", "/livez"):
             await send_response(send, 200, orjson.dumps({"status": "ok", "version": __version__}))
             return
+        if path == "/readyz":
+            await self._readyz(send, method)
+            return
+        if path == "/metrics" and self.state.metrics is not None:
+            await self._metrics(scope, send, method)
+            return
         if path == "/health/deployments":
             await self._deployments(scope, send, method)
             return
@@ -268,6 +281,43 @@ class GatewayApp:
             return
         await send_response(send, 200, orjson.dumps(deployments_view(self.state.router)))
 
+    async def _readyz(self, send: Send, method: str) -> None:
+        """200 once started and while the store answers; 503 with the reason otherwise."""
+        if method != "GET":
+            await self._reject(send, anthropic_door, 405, f"{method} is not allowed here; use GET")
+            return
+        problem = None if self.state.started else "the gateway is not started (or is shutting down)"
+        governor = self.state.governor
+        if problem is None and governor is not None:
+            problem = await store_problem(governor.store.engine)
+        if (problem is None) != self._ready:
+            self._ready = problem is None
+            if problem is None:
+                log.warning("ready again")
+            else:
+                log.warning("not ready: %s", problem)
+        if problem is not None:
+            await send_response(send, 503, orjson.dumps({"status": "unavailable", "reason": problem}))
+            return
+        await send_response(send, 200, orjson.dumps({"status": "ready", "version": __version__}))
+
+    async def _metrics(self, scope: Scope, send: Send, method: str) -> None:
+        """The Prometheus exposition; behind a gateway key when telemetry.metrics_require_key."""
+        metrics = self.state.metrics
+        assert metrics is not None
+        if method != "GET":
+            await self._reject(send, anthropic_door, 405, f"{method} is not allowed here; use GET")
+            return
+        if self.state.settings.telemetry.metrics_require_key:
+            try:
+                await self._principal(scope)
+            except GatewayError as exc:
+                await self._reject(send, anthropic_door, exc.status, exc.message)
+                return
+        accept = headers_dict(scope).get("accept", "")
+        body, content_type = metrics.render(accept)
+        await send_response(send, 200, body, [(b"content-type", content_type.encode("latin-1"))])
+
     async def _models(self, scope: Scope, send: Send) -> None:
         try:
             await self._principal(scope)
@@ -298,8 +348,10 @@ class GatewayApp:
             operation=operation.value,
         )
         started = time.perf_counter()
+        context = RequestContext(record.request_id, started)
+        token = enter_request(context)  # log lines and sinks below know which request this is
         try:
-            await self._serve_call(scope, receive, send, door, parse, record)
+            await self._serve_call(scope, receive, send, door, parse, record, context)
         except GatewayError as err:
             await self._fail(send, door, err, record)
         except proxy.ClientDisconnected:
@@ -315,6 +367,7 @@ class GatewayApp:
                     sink.emit(record)
                 except Exception:  # a failing sink must not fail the request
                     log.exception("record sink %r failed", sink)
+            leave_request(token)
 
     async def _serve_call(
         self,
@@ -324,6 +377,7 @@ class GatewayApp:
         door: ModuleType,
         parse: Parser,
         record: RequestRecord,
+        context: RequestContext,
     ) -> None:
         state = self.state
         signed = door is bedrock_door and is_sigv4(scope)
@@ -353,6 +407,10 @@ class GatewayApp:
         for name in ("x-claude-code-session-id", "x-claude-code-agent-id"):
             if name in headers:
                 call.passthrough_headers[name] = headers[name]
+        if state.tracing:
+            context.traceparent = headers.get("traceparent")
+            max_tokens = call.body.get("max_tokens")
+            context.max_tokens = max_tokens if isinstance(max_tokens, int) else None
 
         plan = state.router.plan(call, principal)
         if caching.apply_cache_policy(call.body, state.settings.caching, state.router.family(plan.model)):
@@ -372,6 +430,10 @@ class GatewayApp:
             def cost(usage: Usage, target: Target) -> int:
                 return governor.price(priced, usage, target)
 
+        metrics = state.metrics if call.stream else None
+        if metrics is not None:
+            metrics.open_streams += 1
+        context.upstream_at = time.perf_counter()
         try:
             await proxy.forward(state.providers, plan, call, record, receive, send, cost)
         except GatewayError as err:
@@ -381,6 +443,8 @@ class GatewayApp:
             record.status, record.error_type = 499, "client_disconnected"
             raise
         finally:
+            if metrics is not None:
+                metrics.open_streams -= 1
             if ticket is not None and governor is not None:
                 await governor.finish(ticket, record, call.operation.value)
 
@@ -401,6 +465,18 @@ class GatewayApp:
             if principal is None:
                 raise err from None
             return principal
+
+    def upstream_host(self, provider: str, deployment: str, region: str) -> str | None:
+        """The host a deployment's requests go to (`server.address` on trace spans)."""
+        spec = self.state.router.table.get(deployment)
+        providers = self.state.providers
+        upstream = (providers.get(spec.account) if spec is not None else None) or providers.get(provider)
+        base_url_for = getattr(upstream, "base_url_for", None)
+        if callable(base_url_for):
+            url = str(base_url_for(region))
+        else:  # the Anthropic API has one base URL
+            url = str(getattr(getattr(upstream, "settings", None), "base_url", "") or "")
+        return urlsplit(url).hostname
 
     def _authenticate(self, scope: Scope, signed_body: bytes | None = None) -> Caller:
         try:
@@ -532,7 +608,17 @@ def create_gateway_app(
         providers=providers,
         router=Router(settings, catalog),
         auth=KeyAuthenticator(settings.gateway, admin_key=settings.admin_key, store_keys=governance),
-        sinks=sinks,
+        sinks=list(sinks),
         governor=Governor(settings, catalog) if governance else None,
     )
-    return GatewayApp(state)
+    app = GatewayApp(state)
+    telemetry = settings.telemetry
+    if telemetry.metrics:
+        # Read through `state`: startup may replace the router once the AWS region is known.
+        state.metrics = MetricsSink(lambda: state.router, model_name=catalog.anthropic_id)
+        state.sinks.append(state.metrics)
+    tracer = build_trace_sink(telemetry, app.upstream_host)
+    if tracer is not None:
+        state.sinks.append(tracer)
+        state.tracing = True
+    return app
