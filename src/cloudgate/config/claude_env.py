@@ -113,3 +113,30 @@ def resolve_vertex_project(env: Mapping[str, str], configured: str | None = None
 def truthy(value: str | None) -> bool:
     """Claude Code's reading of a boolean variable: 1, true, yes, on."""
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# The variable that moves each platform's endpoint (to a gateway, a proxy, the emulator).
+BASE_URL_VARS: dict[str, str] = {
+    "anthropic": "ANTHROPIC_BASE_URL",
+    "vertex": "ANTHROPIC_VERTEX_BASE_URL",
+    "bedrock": "ANTHROPIC_BEDROCK_BASE_URL",
+}
+
+
+def platform_from_env(env: Mapping[str, str]) -> str:
+    """The platform Claude Code uses: Bedrock is tested first, so it wins when both are set."""
+    if truthy(env.get("CLAUDE_CODE_USE_BEDROCK")):
+        return "bedrock"
+    if truthy(env.get("CLAUDE_CODE_USE_VERTEX")):
+        return "vertex"
+    return "anthropic"
+
+
+def parse_custom_headers(value: str) -> dict[str, str]:
+    """`ANTHROPIC_CUSTOM_HEADERS`: one `Name: Value` per line; lines without a colon are ignored."""
+    headers: dict[str, str] = {}
+    for line in value.splitlines():
+        name, sep, rest = line.partition(":")
+        if sep and name.strip():
+            headers[name.strip()] = rest.strip()
+    return headers
