@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from cloudgate import __version__
-from cloudgate.cli import db, demo, deployments, emulator, governance, logs, models, serve
+from cloudgate.cli import ask, config_cmd, db, demo, deployments, emulator, governance, logs, models, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser(sub)
     deployments.add_parser(sub)
     governance.add_parsers(sub)
+    config_cmd.add_parser(sub)
+    ask.add_parser(sub)
     logs.add_parser(sub)
     models.add_parser(sub)
     return parser
