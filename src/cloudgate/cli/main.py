@@ -7,7 +7,19 @@ import sys
 from collections.abc import Sequence
 
 from cloudgate import __version__
-from cloudgate.cli import ask, config_cmd, db, demo, deployments, emulator, governance, logs, models, serve
+from cloudgate.cli import (
+    ask,
+    config_cmd,
+    db,
+    demo,
+    deployments,
+    doctor,
+    emulator,
+    governance,
+    logs,
+    models,
+    serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_cmd.add_parser(sub)
     ask.add_parser(sub)
     logs.add_parser(sub)
+    doctor.add_parser(sub)
     models.add_parser(sub)
     return parser
 
