@@ -1,14 +1,12 @@
 """The activity log behind a real gateway: one entry per request, bodies when asked, and no secret kept.
 
-The gateway is the one `make_stack` serves (emulator upstream, store keys); the activity log joins
-its record sinks. Until app.py wires `ActivityLog.observe` in, `wire_observe` stands in for that
-one call, made where the gateway will make it: once the principal is known and the body read.
+The gateway is the one `make_stack` serves (emulator upstream, store keys), with its own activity
+log configured through the settings.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -20,8 +18,6 @@ import requests
 
 from cloudgate.activity import ActivityEntry, ActivityFilter, ActivityLog
 from cloudgate.activity.files import activity_files
-from cloudgate.gateway import app as app_module
-from cloudgate.gateway.app import GatewayApp
 from cloudgate.store import Store
 from tests.conftest import ANTHROPIC_API_KEY, BEDROCK_API_KEY, GATEWAY_KEY, Stack
 from tests.gateway.wire_clients import send
@@ -33,40 +29,6 @@ PASTED = {
     "aws": "AKIAIOSFODNN7EXAMPLE",
     "github": "ghp_" + "a1B2c3D4e5F6g7H8i9J0" * 2,
 }
-_request: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("activity_test_request")
-
-
-def wire_observe(monkeypatch: pytest.MonkeyPatch, log: ActivityLog) -> None:
-    """Call `log.observe(...)` in every Messages call, as app.py is to."""
-    make_record, principal_of = app_module.RequestRecord, GatewayApp._principal
-    read_body, headers_dict = app_module.read_body, app_module.headers_dict
-
-    def record(**kw: Any) -> Any:
-        made = make_record(**kw)
-        _request.set({"record": made})
-        return made
-
-    async def principal(self: GatewayApp, scope: Any, signed_body: bytes | None = None) -> Any:
-        found = await principal_of(self, scope, signed_body)
-        _request.get({})["principal"] = found
-        return found
-
-    async def body(scope: Any, receive: Any, limit: int) -> bytes:
-        raw = await read_body(scope, receive, limit)
-        _request.get({})["raw"] = raw
-        return raw
-
-    def headers(scope: Any) -> dict[str, str]:
-        found = headers_dict(scope)
-        now = _request.get({})
-        if "raw" in now:
-            log.observe(now["record"], now.get("principal"), found, now["raw"], scope.get("client"))
-        return found
-
-    monkeypatch.setattr(app_module, "RequestRecord", record)
-    monkeypatch.setattr(GatewayApp, "_principal", principal)
-    monkeypatch.setattr(app_module, "read_body", body)
-    monkeypatch.setattr(app_module, "headers_dict", headers)
 
 
 def on_gateway(stack: Stack, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -88,20 +50,13 @@ def read_store(stack: Stack, read: Callable[[Store], Coroutine[Any, Any, Any]]) 
 
 
 @pytest.fixture
-def logged(
-    make_stack: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[tuple[Stack, ActivityLog]]:
+def logged(make_stack: Callable[..., Stack], tmp_path: Path) -> Iterator[tuple[Stack, ActivityLog]]:
     """A gateway whose requests go to an activity log writing both to the store and to files."""
-    stack = make_stack(settings={"admin_key": "cg-admin-" + "k" * 32})
-    settings = stack.gateway.state.settings.model_copy(deep=True)
-    settings.activity.sink = "both"
-    settings.activity.directory = str(tmp_path / "activity")
-    settings.activity.flush_interval = 0.05
-    log = ActivityLog(settings, Store.open(stack.db_url))
-    stack.gateway.state.sinks.append(log)
-    wire_observe(monkeypatch, log)
+    activity = {"sink": "both", "directory": str(tmp_path / "activity"), "flush_interval": 0.05}
+    stack = make_stack(settings={"admin_key": "cg-admin-" + "k" * 32, "activity": activity})
+    log = stack.gateway.state.activity
+    assert log is not None
     yield stack, log
-    on_gateway(stack, log.aclose())
 
 
 def entries(stack: Stack, log: ActivityLog, count: int) -> list[ActivityEntry]:
@@ -167,18 +122,11 @@ def test_requests_are_logged_with_who_what_and_bodies_when_the_key_asks(
     )
 
 
-def test_long_answers_are_cut_and_marked(
-    make_stack: Callable[..., Stack], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    stack = make_stack()
-    settings = stack.gateway.state.settings.model_copy(deep=True)
-    settings.activity.sink = "files"
-    settings.activity.directory = str(tmp_path / "a")
-    settings.activity.log_bodies = True
-    settings.activity.max_body_bytes = 300
-    log = ActivityLog(settings, None)
-    stack.gateway.state.sinks.append(log)
-    wire_observe(monkeypatch, log)
+def test_long_answers_are_cut_and_marked(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
+    activity = {"sink": "files", "directory": str(tmp_path / "a"), "log_bodies": True, "max_body_bytes": 300}
+    stack = make_stack(settings={"activity": activity})
+    log = stack.gateway.state.activity
+    assert log is not None
     body = {"max_tokens": 200, "messages": [{"role": "user", "content": "word " * 100}]}
     assert send(stack.url, GATEWAY_KEY, "anthropic", "claude-haiku-4-5", body, stream=True).status == 200
     stack.records(1)

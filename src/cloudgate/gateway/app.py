@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from cloudgate import __version__
+from cloudgate.activity import ActivityLog
 from cloudgate.catalog import Catalog, default_catalog
 from cloudgate.config.settings import DeploymentSettings, Settings
 from cloudgate.gateway import caching, proxy
@@ -68,6 +69,7 @@ class GatewayState:
     governor: Governor | None = None
     started: bool = False
     metrics: MetricsSink | None = None  # also among `sinks`; None when metrics are off
+    activity: ActivityLog | None = None  # also among `sinks`; None when the activity log is off
     tracing: bool = False  # a trace sink is among `sinks`: requests note what spans need
 
 
@@ -97,6 +99,8 @@ class GatewayApp:
             return
         if self.state.governor is not None:
             await self.state.governor.start()
+        if self.state.activity is not None:  # after the migrations its table needs
+            await self.state.activity.start()
         for provider in self.state.providers.values():
             await provider.start()
         bedrock = self.state.providers.get("bedrock")
@@ -114,6 +118,11 @@ class GatewayApp:
             except Exception:  # a failing provider must not keep the others open
                 log.exception("closing provider %s failed", provider.name)
         await self.state.transport.close()
+        if self.state.activity is not None:  # before the store it writes to is closed
+            try:
+                await self.state.activity.aclose()
+            except Exception:  # the rest must still be released
+                log.exception("closing the activity log failed")
         if self.state.governor is not None:
             try:
                 await self.state.governor.close()
@@ -397,6 +406,8 @@ class GatewayApp:
         assert principal is not None
         record.caller = principal.key_id
         headers = headers_dict(scope)
+        if state.activity is not None:
+            state.activity.observe(record, principal, headers, raw, scope.get("client"))
         call = parse(raw, headers)
         call.request_id = record.request_id
         record.model = call.model
@@ -611,6 +622,9 @@ def create_gateway_app(
         sinks=list(sinks),
         governor=Governor(settings, catalog) if governance else None,
     )
+    if settings.activity.enabled:
+        state.activity = ActivityLog(settings, state.governor.store if state.governor is not None else None)
+        state.sinks.append(state.activity)
     app = GatewayApp(state)
     telemetry = settings.telemetry
     if telemetry.metrics:
