@@ -73,3 +73,19 @@ def test_missing_file_and_bad_region_env(tmp_path):
         load_settings(tmp_path / "nope.yaml", env={})
     with pytest.raises(ConfigError, match="CLOUD_ML_REGION"):
         load_settings(env={"CLOUD_ML_REGION": "us east5"})
+
+
+def test_opentelemetry_variables_configure_traces():
+    settings = load_settings(
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20abc, x-team=ml",
+            "OTEL_SERVICE_NAME": "gateway-eu",
+        }
+    )
+    t = settings.telemetry
+    assert t.otlp_endpoint == "http://collector:4318"
+    assert t.otlp_headers == {"authorization": "Bearer abc", "x-team": "ml"}
+    assert t.service_name == "gateway-eu"
+    traces_only = load_settings(env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:4318/v1/traces"})
+    assert traces_only.telemetry.otlp_endpoint == "http://t:4318/v1/traces"

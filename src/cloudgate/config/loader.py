@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 from pydantic import ValidationError
@@ -123,6 +124,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             data[key] = env[var]
     if env.get("CLOUDGATE_PROVIDER"):
         data["provider"] = env["CLOUDGATE_PROVIDER"]
+    _apply_otel_env(_section(data, "telemetry"), env)
     if env.get("CLOUDGATE_BEDROCK_BASE_URL"):
         bedrock["base_url"] = env["CLOUDGATE_BEDROCK_BASE_URL"]
     if env.get("CLOUDGATE_ANTHROPIC_BASE_URL"):
@@ -178,6 +180,19 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     ):
         if var in env:
             caching[key] = truthy(env[var])
+
+
+def _apply_otel_env(telemetry: dict[str, Any], env: Mapping[str, str]) -> None:
+    """OpenTelemetry's standard variables: OTLP endpoint, headers (`k=v,k=v`), service name."""
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if endpoint:
+        telemetry["otlp_endpoint"] = endpoint
+    headers = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+    if headers:
+        pairs = (item.partition("=") for item in headers.split(",") if "=" in item)
+        telemetry["otlp_headers"] = {k.strip(): unquote(v.strip()) for k, _, v in pairs}
+    if env.get("OTEL_SERVICE_NAME"):
+        telemetry["service_name"] = env["OTEL_SERVICE_NAME"]
 
 
 def _deep_merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
