@@ -447,3 +447,36 @@ def test_connect_failure_is_a_502(make_stack) -> None:
     resp = post(gw, "/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [MSG]})
     assert resp.status_code == 502 and resp.json()["error"]["type"] == "api_error"
     assert "unreachable" in resp.json()["error"]["message"]
+
+
+def test_a_gateway_process_freezes_what_it_loaded_at_startup(tmp_path) -> None:
+    import asyncio
+    import gc
+
+    from cloudgate.config import load_settings
+    from cloudgate.gateway import create_gateway_app
+
+    settings = load_settings(
+        env={},
+        overrides={
+            "provider": "anthropic",
+            "anthropic": {"api_key": "k"},
+            "data_dir": str(tmp_path),
+            "gateway": {"keys": ["cg-k"]},
+        },
+    )
+
+    async def start_and_stop(freeze: bool) -> int:
+        app = create_gateway_app(settings, governance=False)
+        app.freeze_gc = freeze
+        await app.startup()
+        frozen = gc.get_freeze_count()
+        await app.shutdown()
+        return frozen
+
+    gc.unfreeze()
+    try:
+        assert asyncio.run(start_and_stop(False)) == 0, "a library user's process is left alone"
+        assert asyncio.run(start_and_stop(True)) > 0
+    finally:
+        gc.unfreeze()

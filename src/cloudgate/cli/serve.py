@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.telemetry.log_format)
     try:
         app = create_gateway_app(settings)
+        app.freeze_gc = True
     except ValueError as exc:
         raise SystemExit(f"cloudgate: {exc}") from None
     server = uvicorn.Server(

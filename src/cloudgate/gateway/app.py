@@ -8,6 +8,7 @@ Every request ends in exactly one `RequestRecord`, whatever happened.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -82,6 +83,7 @@ class GatewayApp:
         self._models_body: bytes | None = None
         self._admin_api: AdminAPI | None = None
         self._ready = True  # the last readiness answer, so only changes are logged
+        self.freeze_gc = False  # `cloudgate serve` sets it: the process is the gateway alone
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -109,6 +111,12 @@ class GatewayApp:
             # The AWS region may come from a profile, known only once credentials are loaded.
             self.state.router = Router(self.state.settings, self.state.catalog, bedrock_region=region)
         self.state.started = True
+        if self.freeze_gc:
+            # Everything loaded so far (modules, catalog, clients) lives as long as the process:
+            # keep it out of the collector's full passes, whose pauses grew with it (measured: p99
+            # at concurrency 1 from ~49 ms to ~10 ms). Only for a process that is this gateway.
+            gc.collect()
+            gc.freeze()
 
     async def shutdown(self) -> None:
         """Stop providers and close upstream connections."""
