@@ -263,7 +263,8 @@ def start_baseline(bench: Bench) -> Endpoint:
 
 
 def start_cloudgate(bench: Bench) -> Endpoint:
-    """`cloudgate serve` with a key and one request-log line per request (to its log file)."""
+    """`cloudgate serve` with its defaults (governance on SQLite, routing, activity log, metrics),
+    a key, and one request-log line per request (to its log file)."""
     port = free_port()
     config = bench.workdir / "cloudgate.yaml"
     settings = {
@@ -302,7 +303,7 @@ def anthropic_endpoint(bench: Bench, port: int, headers: list[str], pid: int | N
 TARGETS: list[Target] = [
     Target("direct", "nothing (wrk to the upstream)", start_direct),
     Target("baseline", "minimal pass-through (bench/baseline.py)", start_baseline),
-    Target("cloudgate", "cloudgate serve, auth + request log on", start_cloudgate),
+    Target("cloudgate", "cloudgate serve, every feature on (defaults)", start_cloudgate),
 ]
 
 
