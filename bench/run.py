@@ -40,6 +40,10 @@ ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 LUA = BENCH / "wrk" / "post.lua"
 VENV_BIN = ROOT / ".venv" / "bin"
+PEERS = ROOT / ".cache" / "bench-peers"  # peers' own environments (git-ignored, reused)
+LITELLM_SPEC = "litellm[proxy]"
+PORTKEY_SPEC = "@portkey-ai/gateway"
+LITELLM_KEY = "sk-bench-master"
 
 MODES = ("json", "stream")
 CONCURRENCY = (16, 1)
@@ -53,6 +57,7 @@ PROMPT = "Write one short sentence about a fox, for a benchmark."
 MIN_RATIO_TO_BASELINE = 0.80
 MAX_ADDED_P50_MS = 0.5
 MAX_ADDED_P99_MS = 1.5
+MIN_TIMES_PEER = {"litellm": 40.0, "portkey": 6.0}  # cloudgate's req/s over the peer's, c=16
 
 # Variables the gateway (or a peer) would read instead of the benchmark's settings file.
 _FOREIGN_ENV = ("CLOUDGATE_", "ANTHROPIC_", "CLOUD_ML_", "VERTEX_", "GOOGLE_", "GCLOUD_", "DISABLE_PROMPT")
@@ -60,6 +65,10 @@ _FOREIGN_ENV = ("CLOUDGATE_", "ANTHROPIC_", "CLOUD_ML_", "VERTEX_", "GOOGLE_", "
 
 class BenchError(Exception):
     """Something makes the figures meaningless (setup failed, wrong answer): stop and say why."""
+
+
+class PeerUnavailable(Exception):
+    """A peer (LiteLLM, Portkey) cannot be installed, started or checked: skip it, say why."""
 
 
 # -- processes ----------------------------------------------------------------------------------
@@ -130,6 +139,20 @@ class Procs:
                 raise BenchError(f"{proc.name} did not listen on {port} within {timeout:g}s:\n{proc.tail()}")
             time.sleep(0.05)
 
+    def stop(self, proc: Proc) -> None:
+        """Stop one process group now (a peer that is skipped)."""
+        if proc.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGTERM)
+            try:
+                proc.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
+                proc.popen.wait()
+        if proc in self.running:
+            self.running.remove(proc)
+
     def stop_all(self) -> None:
         """SIGTERM each process group we started, then SIGKILL what is left after 5 s."""
         for proc in reversed(self.running):
@@ -170,6 +193,8 @@ class Endpoint:
     headers: list[str]  # "name:value" for post.lua
     pid: int | None = None  # the process whose memory is reported
     note: str = ""
+    exact: bool = True  # the answer must be the upstream's bytes (peers: a valid Message / stream)
+    modes: tuple[str, ...] = MODES  # the answer kinds this target is measured with
 
 
 @dataclass
@@ -179,6 +204,7 @@ class Target:
     name: str
     label: str
     start: Callable[[Bench], Endpoint]
+    peer: bool = False  # installed outside the project; skipped (not fatal) when unavailable
 
 
 @dataclass
@@ -300,10 +326,169 @@ def anthropic_endpoint(bench: Bench, port: int, headers: list[str], pid: int | N
     )
 
 
+def install_peer(name: str, argv: list[str], cwd: Path, timeout: float = 900) -> None:
+    """Run one install step for a peer; PeerUnavailable (one line) when it fails."""
+    print(f"installing {name} into {cwd.relative_to(ROOT)} ...", file=sys.stderr)
+    log = PEERS / f"{name}-install.log"
+    try:
+        with log.open("ab") as out:
+            done = subprocess.run(
+                argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PeerUnavailable(f"cannot install {name} ({exc}); see {log}") from None
+    if done.returncode != 0:
+        raise PeerUnavailable(f"installing {name} failed ({' '.join(argv[:3])} ...); see {log}")
+
+
+def start_litellm(bench: Bench) -> Endpoint:
+    """LiteLLM's proxy (its own venv), Anthropic `POST /v1/messages`, routed to Vertex AI.
+
+    LiteLLM insists on Google credentials for Vertex: it gets a throw-away service account whose
+    token URI is the upstream's `/token`, which answers with the fixed bearer token.
+    """
+    venv = PEERS / "litellm"
+    exe = venv / "bin" / "litellm"
+    if not exe.exists() or not list(venv.glob("lib/python*/site-packages/google/auth")):
+        PEERS.mkdir(parents=True, exist_ok=True)
+        if not (venv / "bin" / "pip").exists():
+            install_peer("litellm", ["python3", "-m", "venv", str(venv)], PEERS)
+        # google-auth: LiteLLM's Vertex provider needs it (its `[google]` extra is far bigger)
+        install_peer(
+            "litellm", [str(venv / "bin" / "pip"), "install", "-q", LITELLM_SPEC, "google-auth"], PEERS
+        )
+        if not exe.exists():
+            raise PeerUnavailable(f"{exe} missing after installing {LITELLM_SPEC}")
+    port = free_port()
+    creds = bench.workdir / "litellm-credentials.json"
+    key = subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if key.returncode != 0:
+        raise PeerUnavailable("litellm needs a throw-away RSA key for its Vertex credentials: openssl failed")
+    creds.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "p",
+                "private_key_id": "bench",
+                "private_key": key.stdout,
+                "client_email": "bench@p.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": f"{bench.upstream_url}/token",
+            }
+        )
+    )
+    config = bench.workdir / "litellm.yaml"
+    settings = {
+        "model_list": [
+            {
+                "model_name": MODEL,
+                "litellm_params": {
+                    "model": f"vertex_ai/{MODEL}",
+                    "vertex_project": "p",
+                    "vertex_location": "us-east5",
+                    "vertex_credentials": str(creds),
+                    "api_base": bench.upstream_url,
+                },
+            }
+        ],
+        "general_settings": {"master_key": LITELLM_KEY},
+    }
+    config.write_text(json.dumps(settings, indent=2))  # JSON is YAML
+    env = clean_env()
+    for var in ("DATABASE_URL", "LITELLM_MASTER_KEY", "REDIS_HOST", "REDIS_URL"):
+        env.pop(var, None)
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no fetch of the price list from GitHub
+    env["LITELLM_LOG"] = "ERROR"
+    argv = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--num_workers", "1", "--telemetry", "False"]
+    proc = bench.procs.start("litellm", argv, env=env)
+    try:
+        bench.procs.wait_listening(proc, port, timeout=120)
+    except BenchError as exc:
+        raise PeerUnavailable(f"litellm did not start: {str(exc).splitlines()[0]}; see {proc.log}") from None
+    ep = anthropic_endpoint(
+        bench,
+        port,
+        headers=[f"Authorization:Bearer {LITELLM_KEY}", "anthropic-version:2023-06-01"],
+        pid=proc.popen.pid,
+    )
+    ep.exact = False
+    ep.note = f"litellm {peer_version(venv / 'bin' / 'pip', 'litellm')}"
+    return ep
+
+
+def peer_version(pip: Path, package: str) -> str:
+    """The installed version of a package in a peer's venv."""
+    done = subprocess.run([str(pip), "show", package], capture_output=True, text=True, check=False)
+    return next((x.split()[-1] for x in done.stdout.splitlines() if x.startswith("Version:")), "?")
+
+
+def start_portkey(bench: Bench) -> Endpoint:
+    """Portkey's gateway (Node, npm package in its own directory), Anthropic `POST /v1/messages`
+    with provider `vertex-ai` and the upstream as custom host."""
+    home = PEERS / "portkey"
+    pkg = home / "node_modules" / "@portkey-ai" / "gateway"
+    entry = pkg / "build" / "start-server.js"
+    node = shutil.which("node")
+    if node is None:
+        raise PeerUnavailable("node is not installed (Debian: apt-get install -y nodejs npm)")
+    if not entry.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise PeerUnavailable("npm is not installed (Debian: apt-get install -y npm)")
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "package.json").exists():
+            (home / "package.json").write_text('{"name": "bench-peer-portkey", "private": true}\n')
+        install_peer("portkey", [npm, "install", "--no-audit", "--no-fund", PORTKEY_SPEC], home)
+        if not entry.exists():
+            raise PeerUnavailable(f"{entry} missing after npm install {PORTKEY_SPEC}")
+    port = free_port()
+    env = clean_env() | {"NODE_ENV": "production"}
+    proc = bench.procs.start("portkey", [node, str(entry), f"--port={port}", "--headless"], env=env)
+    try:
+        bench.procs.wait_listening(proc, port, timeout=60)
+    except BenchError as exc:
+        raise PeerUnavailable(f"portkey did not start: {str(exc).splitlines()[0]}; see {proc.log}") from None
+    bodies = {}
+    for mode in MODES:  # Portkey's Vertex provider takes the publisher from the model name
+        doc = orjson.loads(bench.bodies[f"anthropic-{mode}"].read_bytes())
+        doc["model"] = f"anthropic.{MODEL}"
+        path = bench.workdir / f"portkey-{mode}.body"
+        path.write_bytes(orjson.dumps(doc))
+        bodies[mode] = path
+    url = f"http://127.0.0.1:{port}/v1/messages"
+    version = json.loads((pkg / "package.json").read_text()).get("version", "?")
+    return Endpoint(
+        urls={"json": url, "stream": url},
+        bodies=bodies,
+        headers=[
+            "x-portkey-provider:vertex-ai",
+            f"x-portkey-custom-host:{bench.upstream_url}",
+            "x-portkey-vertex-project-id:p",
+            "x-portkey-vertex-region:us-east5",
+            f"Authorization:Bearer {VERTEX_TOKEN}",
+            "anthropic-version:2023-06-01",
+        ],
+        pid=proc.popen.pid,
+        exact=False,
+        # Its streamed Vertex answer fails on Node (HTTP 500, "TypeError: immutable": it appends
+        # headers to the upstream fetch Response), so only JSON is measured.
+        modes=("json",),
+        note=f"portkey gateway {version}; streaming not measured",
+    )
+
+
 TARGETS: list[Target] = [
     Target("direct", "nothing (wrk to the upstream)", start_direct),
     Target("baseline", "minimal pass-through (bench/baseline.py)", start_baseline),
     Target("cloudgate", "cloudgate serve, every feature on (defaults)", start_cloudgate),
+    Target("litellm", "LiteLLM proxy, 1 worker, no database (peer)", start_litellm, peer=True),
+    Target("portkey", "Portkey gateway, Node, 1 process (peer)", start_portkey, peer=True),
 ]
 
 
@@ -324,16 +509,37 @@ def post(url: str, body: bytes, headers: list[str]) -> tuple[int, str, bytes]:
         conn.close()
 
 
+def valid_answer(mode: str, body: bytes) -> bool:
+    """The relaxed check for peers that re-encode the answer: a Message JSON, or an SSE stream
+    whose last event is message_stop."""
+    if mode == "json":
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(doc, dict) and doc.get("type") == "message" and isinstance(doc.get("content"), list)
+    events = [chunk for chunk in body.replace(b"\r\n", b"\n").split(b"\n\n") if chunk.strip()]
+    if not events:
+        return False
+    data = [line[5:].strip() for line in events[-1].split(b"\n") if line.startswith(b"data:")]
+    try:
+        return bool(data) and orjson.loads(data[-1]).get("type") == "message_stop"
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+
+
 def check(name: str, ep: Endpoint) -> None:
-    """One request per mode must come back 200 with exactly the upstream's answer."""
+    """One request per mode must come back 200 with exactly the upstream's answer (peers: a
+    valid answer of the right kind, see `valid_answer`)."""
     expected = {"json": upstream.message_body(), "stream": upstream.stream_body()}
     types = {"json": "application/json", "stream": "text/event-stream"}
-    for mode in MODES:
+    for mode in ep.modes:
         try:
             status, ctype, body = post(ep.urls[mode], ep.bodies[mode].read_bytes(), ep.headers)
         except OSError as exc:
             raise BenchError(f"{name}/{mode}: request to {ep.urls[mode]} failed: {exc}") from None
-        if status != 200 or not ctype.startswith(types[mode]) or body != expected[mode]:
+        right = body == expected[mode] if ep.exact else valid_answer(mode, body)
+        if status != 200 or not ctype.startswith(types[mode]) or not right:
             raise BenchError(
                 f"{name}/{mode}: wrong answer from {ep.urls[mode]}: HTTP {status}, content-type {ctype!r}, "
                 f"{len(body)} bytes (expected 200, {types[mode]}, the upstream's {len(expected[mode])} "
@@ -442,7 +648,7 @@ def ratios(cells: dict[str, dict[str, Any]], names: list[str]) -> tuple[list[str
             if not entry:
                 continue
             found[f"{name}/{mode}"] = entry
-            gated = name != "baseline"  # the targets apply to proxies, not to the yardstick
+            gated = name not in ("baseline", *MIN_TIMES_PEER)  # targets apply to cloudgate, not yardsticks
             ratio = entry.get("rps_ratio_to_baseline")
             p50, p99 = entry.get("added_p50_ms"), entry.get("added_p99_ms")
             cols = [
@@ -455,6 +661,27 @@ def ratios(cells: dict[str, dict[str, Any]], names: list[str]) -> tuple[list[str
         f"\ntargets (performance.md): req/s >= {MIN_RATIO_TO_BASELINE:.2f} x baseline; "
         f"added latency over direct at c=1: p50 < {MAX_ADDED_P50_MS} ms, p99 < {MAX_ADDED_P99_MS} ms"
     )
+    return lines, found
+
+
+def peer_ratios(cells: dict[str, dict[str, Any]], names: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """cloudgate's req/s at c=16 divided by each peer's (performance.md: 40x LiteLLM, 6x Portkey)."""
+    lines: list[str] = []
+    found: dict[str, Any] = {}
+    for peer, limit in MIN_TIMES_PEER.items():
+        if peer not in names:
+            continue
+        for mode in MODES:
+            mine, theirs = cells.get(f"cloudgate/{mode}/c16"), cells.get(f"{peer}/{mode}/c16")
+            if theirs is None:
+                lines.append(f"cloudgate vs {peer}, {mode}, c=16: not measured")
+                continue
+            if mine is None:
+                continue
+            times = mine["rps"] / theirs["rps"]
+            found[f"cloudgate/{peer}/{mode}"] = times
+            mark = "MET" if times >= limit else "MISS"
+            lines.append(f"cloudgate vs {peer}, {mode}, c=16: {times:.1f}x (target >= {limit:g}x) {mark}")
     return lines, found
 
 
@@ -562,10 +789,23 @@ def run(
     start_upstream(bench)
     endpoints: dict[str, Endpoint] = {}
     memory: dict[str, dict[str, Any]] = {}
-    for target in targets:
+    skipped: dict[str, str] = {}
+    for target in list(targets):
         print(f"starting {target.name} ...", file=sys.stderr)
-        ep = target.start(bench)
-        check(target.name, ep)
+        started = len(bench.procs.running)
+        try:
+            ep = target.start(bench)
+            check(target.name, ep)
+        except (PeerUnavailable, BenchError) as exc:
+            if not target.peer:
+                raise
+            reason = str(exc).splitlines()[0]
+            print(f"!! skipping {target.name}: {reason}", file=sys.stderr)
+            skipped[target.name] = reason
+            for proc in bench.procs.running[started:]:
+                bench.procs.stop(proc)
+            targets.remove(target)
+            continue
         endpoints[target.name] = ep
         if ep.pid is not None:
             memory[target.name] = {"before": rss_kb(ep.pid)}
@@ -574,14 +814,17 @@ def run(
     print(f"all answers correct; upstream: {bench.upstream_kind}", file=sys.stderr)
 
     runs: dict[str, list[dict[str, Any]]] = {}
-    total = rounds * len(MODES) * len(CONCURRENCY) * len(targets)
-    eta = total * seconds + rounds * len(MODES) * len(targets) * warmup
+    kinds = sum(len(endpoints[t.name].modes) for t in targets)
+    total = rounds * kinds * len(CONCURRENCY)
+    eta = total * seconds + rounds * kinds * warmup
     print(f"{total} measurements of {seconds:g} s, about {eta / 60:.1f} min", file=sys.stderr)
     for rnd in range(rounds):
         for mode in MODES:
             for conc in CONCURRENCY:
                 for target in targets:
                     ep = endpoints[target.name]
+                    if mode not in ep.modes:
+                        continue
                     if conc == CONCURRENCY[0]:
                         wrk(ep, mode, conc, warmup)  # connections, caches, allocator
                     result = wrk(ep, mode, conc, seconds)
@@ -610,6 +853,11 @@ def run(
     ]
     ratio_lines, found = ratios(cells, list(labels))
     lines += ratio_lines
+    peer_lines, found["cloudgate_vs_peer"] = peer_ratios(cells, list(labels))
+    if peer_lines:
+        lines += ["", *peer_lines]
+    lines += [f"{name} skipped: {why}" for name, why in skipped.items()]
+    lines += [f"{name}: {ep.note}" for name, ep in endpoints.items() if name in MIN_TIMES_PEER and ep.note]
     if memory:
         lines.append("")
         for name, mem in memory.items():
@@ -643,6 +891,7 @@ def run(
         "results": runs,
         "median": cells,
         "ratios": found,
+        "skipped": skipped,
         "memory_kb": memory,
     }
     out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str))

@@ -121,6 +121,12 @@ def stream_body() -> bytes:
     return b"".join(encode_event(name, data) for name, data in stream_events())
 
 
+def token_body() -> bytes:
+    """The answer to `POST /token`: an OAuth token response, so a peer that insists on Google
+    credentials (LiteLLM) gets its bearer token from here instead of from Google."""
+    return b'{"access_token":"bench-token","expires_in":3600,"token_type":"Bearer"}'
+
+
 # -- nginx --------------------------------------------------------------------------------------
 
 
@@ -176,6 +182,10 @@ http {{
             default_type application/json;
             {_nginx_return("json", message_body())}
         }}
+        location = /token {{
+            default_type application/json;
+            return 200 '{token_body().decode()}';
+        }}
         location / {{
             return 404;
         }}
@@ -195,6 +205,7 @@ class StaticUpstream:
     def __init__(self) -> None:
         self._json = message_body()
         self._sse = stream_body()
+        self._token = token_body()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -213,9 +224,11 @@ class StaticUpstream:
             body, ctype = self._sse, b"text/event-stream"
         elif scope["method"] == "POST" and path.endswith(":rawPredict"):
             body, ctype = self._json, b"application/json"
+        elif scope["method"] == "POST" and path == "/token":
+            body, ctype = self._token, b"application/json"
         else:
             body, ctype = b'{"error":"not found"}', b"application/json"
-        status = 200 if ctype == b"text/event-stream" or body is self._json else 404
+        status = 200 if ctype == b"text/event-stream" or body in (self._json, self._token) else 404
         headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
