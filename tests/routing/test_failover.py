@@ -150,11 +150,14 @@ def test_errors_no_deployment_can_fix_come_back_at_once(make_stack) -> None:
             "routing": {"deployments": [{"provider": "vertex", "region": "global"}, {"provider": "bedrock"}]}
         }
     )
+    # The gateway passes an unknown role on; the upstream refuses it with a 400 no other
+    # deployment would answer differently.
     resp = post(
-        gw, "/v1/messages", {"model": SONNET, "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]}
+        gw, "/v1/messages", {"model": SONNET, "max_tokens": 5, "messages": [{"role": "bogus", "content": "x"}]}
     )
     assert resp.status_code == 400
-    assert len(gw.upstream_calls) <= 1 and resp.json()["error"]["type"] == "invalid_request_error"
+    assert len(gw.upstream_calls) == 1 and resp.json()["error"]["type"] == "invalid_request_error"
+    assert [a["status"] for a in gw.records(1)[0].attempts] == [400]
 
 
 def test_all_deployments_failing_gives_the_caller_the_most_useful_error(make_stack) -> None:
