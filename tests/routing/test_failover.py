@@ -153,7 +153,9 @@ def test_errors_no_deployment_can_fix_come_back_at_once(make_stack) -> None:
     # The gateway passes an unknown role on; the upstream refuses it with a 400 no other
     # deployment would answer differently.
     resp = post(
-        gw, "/v1/messages", {"model": SONNET, "max_tokens": 5, "messages": [{"role": "bogus", "content": "x"}]}
+        gw,
+        "/v1/messages",
+        {"model": SONNET, "max_tokens": 5, "messages": [{"role": "bogus", "content": "x"}]},
     )
     assert resp.status_code == 400
     assert len(gw.upstream_calls) == 1 and resp.json()["error"]["type"] == "invalid_request_error"
