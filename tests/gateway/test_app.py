@@ -480,3 +480,28 @@ def test_a_gateway_process_freezes_what_it_loaded_at_startup(tmp_path) -> None:
         assert asyncio.run(start_and_stop(True)) > 0
     finally:
         gc.unfreeze()
+
+
+def test_request_ids_are_unique_and_in_time_order() -> None:
+    import os
+    import re
+
+    from cloudgate.gateway.app import RequestIds
+
+    ids = RequestIds()
+    first = [ids() for _ in range(2000)]
+    assert all(re.fullmatch(r"req_cg[0-9a-f]{22}", i) for i in first)
+    assert len(set(first)) == len(first)
+    time.sleep(0.002)
+    later = ids()
+    assert later[:17] > first[-1][:17]  # the millisecond part sorts with time
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a forked worker draws a process part of its own
+        os.write(writer, ids().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(reader, 64).decode()
+    os.close(reader)
+    os.close(writer)
+    assert child[17:22] != later[17:22]
