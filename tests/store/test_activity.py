@@ -94,6 +94,16 @@ async def test_values_the_columns_cannot_hold_are_cut_not_refused(store: Store) 
     assert got.request_headers == {"user-agent": "n\ufffdul"}
 
 
+async def test_a_backslash_before_u0000_is_text_not_a_nul(store: Store) -> None:
+    # Encoded as JSON this holds the six characters \u0000 after an escaped backslash: not a NUL.
+    literal = entry("req_lit", request_headers={"x-odd": "\\u0000", "x-nul": "\x00"}, betas=["b\\u0000"])
+    await store.activity.write([literal])
+    got = await store.activity.get("req_lit")
+    assert got is not None
+    assert got.request_headers == {"x-odd": "\\u0000", "x-nul": "\ufffd"}
+    assert got.betas == ["b\\u0000"]
+
+
 async def test_filters(store: Store) -> None:
     await store.activity.write(
         [

@@ -8,6 +8,7 @@ than a page in memory.
 from __future__ import annotations
 
 import builtins
+import operator
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloudgate.activity.entry import ENTRY_FIELDS, ActivityEntry, ActivityFilter
-from cloudgate.store.common import upsert
+from cloudgate.store.common import BulkUpsert
 from cloudgate.store.models import Activity
 
 _ACTIVITY: Table = Activity.__table__  # type: ignore[assignment]
@@ -28,24 +29,24 @@ _LIMITS = {c.name: c.type.length for c in _ACTIVITY.columns if isinstance(c.type
 _EQUAL = ("key_id", "user_id", "team_id", "model", "status", "session_id", "provider", "deployment")
 
 
-def _clean(value: Any) -> Any:
-    # PostgreSQL refuses NUL in text and JSON strings; one stray byte must not block a batch.
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd") if "\x00" in value else value
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, builtins.list):
-        return [_clean(v) for v in value]
-    return value
+_UPSERT = BulkUpsert(_ACTIVITY, "request_id")
+_VALUES = operator.attrgetter(*ENTRY_FIELDS)  # an entry's values in column order
+_TEXT = tuple(i for i, c in enumerate(_ACTIVITY.columns) if isinstance(c.type, String))
+_CUT = {i: _LIMITS[c.name] for i, c in enumerate(_ACTIVITY.columns) if c.name in _LIMITS}
 
 
-def _row(entry: ActivityEntry) -> dict[str, Any]:
-    row = {name: _clean(getattr(entry, name)) for name in ENTRY_FIELDS}
-    for name, limit in _LIMITS.items():
-        value = row[name]
-        if isinstance(value, str) and len(value) > limit:
-            row[name] = value[:limit]
-    return row
+def _row(entry: ActivityEntry) -> tuple[Any, ...]:
+    row = list(_VALUES(entry))
+    for index in _TEXT:
+        value = row[index]
+        if value is None:
+            continue
+        if "\x00" in value:  # PostgreSQL refuses NUL in text; one stray byte must not block a batch
+            row[index] = value = value.replace("\x00", "\ufffd")
+        limit = _CUT.get(index)
+        if limit is not None and len(value) > limit:
+            row[index] = value[:limit]
+    return tuple(row)  # (JSON values lose their NULs as they are encoded)
 
 
 def _entry(row: Row[Any]) -> ActivityEntry:
@@ -91,7 +92,7 @@ class ActivityRepository:
         if not rows:
             return
         async with self._sessions.begin() as session:
-            await session.execute(upsert(session, _ACTIVITY, "request_id"), rows)
+            await _UPSERT.write(session, rows)
 
     async def get(self, request_id: str) -> ActivityEntry | None:
         """The entry of one request, or None."""

@@ -1,19 +1,21 @@
-"""What the repositories share: the store's errors, the UNSET marker, a translating transaction, upserts."""
+"""What the repositories share: the store's errors, UNSET, a translating transaction, bulk upserts."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Table
+import orjson
+from sqlalchemy import JSON, Boolean, ColumnElement, Dialect, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloudgate.governance.types import Scope
-from cloudgate.store.models import ApiKey, Base, Team, User
+from cloudgate.store.models import ApiKey, Base, Team, User, UtcDateTime
 
 
 class StoreError(Exception):
@@ -55,18 +57,98 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
         raise Conflict(_first_line(exc.orig)) from exc
 
 
-def upsert(session: AsyncSession, table: Table, key: str, where: ColumnElement[bool] | None = None) -> Any:
-    """An INSERT into `table` replacing every other column of a row whose `key` exists (if `where`).
+class BulkUpsert:
+    """Inserts many rows of one table, replacing a row whose `key` exists (if `where`): the hot path.
 
-    Executed with a list of rows it is one multi-row statement, on SQLite and on PostgreSQL.
+    Spend and activity rows are written in batches of hundreds a second. SQLAlchemy's per-row
+    parameter processing cost more than the database's own work for such rows (measured ~50 us
+    a row on the event loop), so the statement is compiled once per dialect and executed through
+    the driver with plain tuples in column order; only the values the driver cannot take as they
+    are get converted: times (naive UTC text on SQLite, as `DateTime` stores them), JSON (text)
+    and booleans (integers on SQLite). Reads still go through SQLAlchemy's types and agree.
     """
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c[key]],
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key},
-        where=where,
-    )
+
+    def __init__(self, table: Table, key: str, where: ColumnElement[bool] | None = None) -> None:
+        self.table = table
+        self.key = key
+        self.where = where
+        self.columns = tuple(c.name for c in table.columns)
+        self._prepared: dict[str, tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]] = {}
+
+    def _prepare(self, dialect: Dialect) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
+        prepared = self._prepared.get(dialect.name)
+        if prepared is None:
+            insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+            stmt = insert(self.table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[self.table.c[self.key]],
+                set_={c.name: stmt.excluded[c.name] for c in self.table.columns if c.name != self.key},
+                where=self.where,
+            )
+            compiled = stmt.compile(dialect=dialect, column_keys=list(self.columns))
+            order = tuple(compiled.positiontup or ())
+            if order != self.columns:  # the tuples are in column order: the statement must agree
+                raise RuntimeError(f"unexpected parameter order for {self.table.name}: {order}")
+            sqlite_ = dialect.name == "sqlite"
+            converters: list[tuple[int, Callable[[Any], Any]]] = []
+            for index, column in enumerate(self.table.columns):
+                kind = column.type
+                if isinstance(kind, UtcDateTime):
+                    converters.append((index, _sqlite_time if sqlite_ else _aware_utc))
+                elif isinstance(kind, JSON):
+                    converters.append((index, _json_text))
+                elif isinstance(kind, Boolean) and sqlite_:
+                    converters.append((index, int))
+            prepared = (str(compiled), tuple(converters))
+            self._prepared[dialect.name] = prepared
+        return prepared
+
+    async def write(self, session: AsyncSession, rows: Iterable[Sequence[Any]]) -> None:
+        """Execute the upsert for `rows` (values in the table's column order) in `session`."""
+        connection = await session.connection()
+        sql, converters = self._prepare(connection.dialect)
+        params: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = list(row)
+            for index, convert in converters:
+                value = values[index]
+                if value is not None:
+                    values[index] = convert(value)
+            params.append(tuple(values))
+        if params:
+            await connection.exec_driver_sql(sql, params)
+
+
+def _sqlite_time(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+    value = value.astimezone(UTC)
+    # SQLAlchemy's SQLite DateTime storage format: always with microseconds, so text sorts.
+    return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond:06d}"
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+    return value.astimezone(UTC)
+
+
+def _json_text(value: Any) -> str:
+    data = orjson.dumps(value)
+    if b"\\u0000" in data:  # (rarely, and maybe only an escaped backslash before "u0000")
+        data = orjson.dumps(without_nul(value))
+    return data.decode()
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with NUL characters in its strings replaced: PostgreSQL refuses them in text and JSON."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(v) for v in value]
+    return value
 
 
 async def require(session: AsyncSession, model: type[_M], ident: Any) -> _M:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,13 +13,12 @@ from sqlalchemy import ColumnElement, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cloudgate.governance.types import Scope, SpendEntry
-from cloudgate.store.common import upsert
+from cloudgate.store.common import BulkUpsert
 from cloudgate.store.models import Spend
 
 ReportBy = Literal["key", "user", "team", "model", "deployment", "day"]
 
 _SPEND: Table = Spend.__table__  # type: ignore[assignment]
-_COLUMNS = [c.name for c in _SPEND.columns]
 _OWNER = {Scope.KEY: Spend.key_id, Scope.USER: Spend.user_id, Scope.TEAM: Spend.team_id}
 _TOKENS = (
     "input_tokens",
@@ -48,13 +48,12 @@ class SpendReportRow:
     attempts: int
 
 
-def _row(entry: SpendEntry) -> dict[str, Any]:
-    values = dataclasses.asdict(entry)
-    values["tags"] = list(entry.tags)
-    return {name: values[name] for name in _COLUMNS}
+_UPSERT = BulkUpsert(_SPEND, "request_id", _SPEND.c.interrupted.is_(True))
+_VALUES = operator.attrgetter(*_UPSERT.columns)  # an entry's values in column order
+assert {f.name for f in dataclasses.fields(SpendEntry)} >= set(_UPSERT.columns), "spend table and SpendEntry"
 
 
-def _deduplicate(entries: Sequence[SpendEntry]) -> list[dict[str, Any]]:
+def _deduplicate(entries: Sequence[SpendEntry]) -> list[tuple[Any, ...]]:
     # A batch may become one multi-row INSERT, which PostgreSQL refuses to let touch a row twice:
     # settle repeats of a request id here by the upsert's own rule (anything replaces an
     # interrupted entry, nothing replaces a final one).
@@ -63,7 +62,7 @@ def _deduplicate(entries: Sequence[SpendEntry]) -> list[dict[str, Any]]:
         held = chosen.get(entry.request_id)
         if held is None or held.interrupted:
             chosen[entry.request_id] = entry
-    return [_row(e) for e in chosen.values()]
+    return [_VALUES(e) for e in chosen.values()]
 
 
 class SpendRepository:
@@ -83,7 +82,7 @@ class SpendRepository:
         if not rows:
             return
         async with self._sessions.begin() as session:
-            await session.execute(upsert(session, _SPEND, "request_id", _SPEND.c.interrupted.is_(True)), rows)
+            await _UPSERT.write(session, rows)
 
     async def spent_micro(self, scope: Scope, scope_id: str, since: datetime | None = None) -> int:
         """What a key, user or team has spent since `since` (all time if None), in micro-dollars."""
