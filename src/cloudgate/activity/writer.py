@@ -3,8 +3,8 @@
 Per request the gateway calls `observe(...)` once the body is read (who called, which headers,
 the body when bodies are logged for this caller) and `emit(record)` when the request is done;
 both only set attributes or append to a queue. A background task wakes every `flush_interval`,
-or at once past `batch_size` queued records, turns the records into redacted entries in a worker
-thread (redaction is regex work, kept off the event loop), and hands them to each sink: the
+or at once past `batch_size` queued records, turns the records into redacted entries on the
+event loop a slice at a time (a thread would only contend for the GIL), and hands them to each sink: the
 database (`store.activity.write`) and/or rotating JSON-lines files (written in a thread).
 
 A failing sink is retried with capped, jittered backoff while the other keeps writing; its
@@ -46,6 +46,7 @@ MAX_PENDING = 100_000
 # With bodies kept, entries can be a megabyte each: the queue is bounded by size as well.
 MAX_PENDING_BYTES = 256 * 1024 * 1024
 _ENTRY_OVERHEAD = 1024  # roughly what an entry without bodies weighs
+_BUILD_SLICE = 100  # records turned into entries between two yields to the event loop
 
 
 def activity_directory(settings: Settings) -> Path:
@@ -291,7 +292,13 @@ class ActivityLog:
     async def _round(self, *, force: bool) -> bool:
         if self._records:
             records, self._records = self._records, deque()
-            entries = await asyncio.to_thread(self._build, records)
+            entries: list[ActivityEntry] = []
+            # On the event loop, a slice at a time: a worker thread would only contend with the
+            # loop for the GIL (no parallelism), delaying requests by whole switch intervals.
+            while records:
+                entries += self._build(records.popleft() for _ in range(min(_BUILD_SLICE, len(records))))
+                if records:
+                    await asyncio.sleep(0)
             for outlet in self._outlets:
                 outlet.add(entries)
         ok = True
