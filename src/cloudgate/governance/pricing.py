@@ -59,9 +59,40 @@ def _dec(value: float) -> Decimal:
 
 def base_rates(entry: ModelEntry) -> Rates:
     """The model's standard rates, cache rates derived from input where the catalog has none."""
+    return _rates(entry)[1]
+
+
+def long_context_rates(entry: ModelEntry) -> Rates | None:
+    """The long-context tier's rates (cache rates as the standard multiples of its input rate)."""
+    return _rates(entry)[2]
+
+
+def premium_factor(entry: ModelEntry, *, provider: str, region: str | None) -> Decimal:
+    """1 + the Vertex regional premium when it applies, else 1.
+
+    A missing region is not charged: the router always knows the region it sent the request to,
+    and guessing a premium would bill callers for something that may not have happened.
+    """
+    if provider != "vertex" or region is None or region in _VERTEX_PREMIUM_FREE:
+        return _ONE
+    return _rates(entry)[3]
+
+
+# Rates are computed once per catalog entry (every request is priced twice: its worst case before
+# and its cost after). Keyed by id, holding the entry so the id stays its own; bounded, since a
+# catalog refresh brings new entries.
+_RATE_CACHE: dict[int, tuple[ModelEntry, Rates, Rates | None, Decimal]] = {}
+_RATE_CACHE_LIMIT = 4096
+_ONE = Decimal(1)
+
+
+def _rates(entry: ModelEntry) -> tuple[ModelEntry, Rates, Rates | None, Decimal]:
+    cached = _RATE_CACHE.get(id(entry))
+    if cached is not None and cached[0] is entry:
+        return cached
     p = entry.prices
     inp = _dec(p.input)
-    return Rates(
+    base = Rates(
         input=inp,
         output=_dec(p.output),
         cache_write_5m=_dec(p.cache_write_5m)
@@ -72,32 +103,22 @@ def base_rates(entry: ModelEntry) -> Rates:
         else inp * CACHE_WRITE_1H_MULTIPLIER,
         cache_read=_dec(p.cache_read) if p.cache_read is not None else inp * CACHE_READ_MULTIPLIER,
     )
-
-
-def long_context_rates(entry: ModelEntry) -> Rates | None:
-    """The long-context tier's rates (cache rates as the standard multiples of its input rate)."""
+    long: Rates | None = None
     lc = entry.long_context
-    if lc is None:
-        return None
-    inp = _dec(lc.input)
-    return Rates(
-        input=inp,
-        output=_dec(lc.output),
-        cache_write_5m=inp * CACHE_WRITE_5M_MULTIPLIER,
-        cache_write_1h=inp * CACHE_WRITE_1H_MULTIPLIER,
-        cache_read=inp * CACHE_READ_MULTIPLIER,
-    )
-
-
-def premium_factor(entry: ModelEntry, *, provider: str, region: str | None) -> Decimal:
-    """1 + the Vertex regional premium when it applies, else 1.
-
-    A missing region is not charged: the router always knows the region it sent the request to,
-    and guessing a premium would bill callers for something that may not have happened.
-    """
-    if provider != "vertex" or region is None or region in _VERTEX_PREMIUM_FREE:
-        return Decimal(1)
-    return 1 + _dec(entry.vertex_regional_premium)
+    if lc is not None:
+        lc_input = _dec(lc.input)
+        long = Rates(
+            input=lc_input,
+            output=_dec(lc.output),
+            cache_write_5m=lc_input * CACHE_WRITE_5M_MULTIPLIER,
+            cache_write_1h=lc_input * CACHE_WRITE_1H_MULTIPLIER,
+            cache_read=lc_input * CACHE_READ_MULTIPLIER,
+        )
+    computed = (entry, base, long, 1 + _dec(entry.vertex_regional_premium))
+    if len(_RATE_CACHE) >= _RATE_CACHE_LIMIT:
+        _RATE_CACHE.clear()
+    _RATE_CACHE[id(entry)] = computed
+    return computed
 
 
 def _long_context_applies(entry: ModelEntry, betas: Iterable[str], total_input: int) -> bool:
@@ -106,7 +127,7 @@ def _long_context_applies(entry: ModelEntry, betas: Iterable[str], total_input: 
 
 
 def _round(value: Decimal) -> int:
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return int(value.quantize(_ONE, rounding=ROUND_HALF_UP))
 
 
 def cache_write_split(usage: Usage) -> tuple[int, int]:
