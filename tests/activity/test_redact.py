@@ -157,3 +157,17 @@ def test_presented_secrets_with_and_without_their_scheme() -> None:
     )
     assert found == ("Bearer cg-config-key-123", "cg-config-key-123")
     assert literal_secrets(["abcdefgh", "abcdefghij", "abcdefgh", "  "]) == ("abcdefghij", "abcdefgh")
+
+
+def test_remembered_header_values_still_lose_the_requests_own_secrets() -> None:
+    redactor = Redactor(secrets=["configured-secret-value"])
+    agent = "claude-cli/2.1.328 (external, cli) token-holder-0123456789"
+    assert redactor.short_text(agent) == agent  # remembered as it is
+    # The same value, now presented by a request whose credential it contains.
+    assert (
+        redactor.short_text(agent, ("token-holder-0123456789",))
+        == f"claude-cli/2.1.328 (external, cli) {REDACTED}"
+    )
+    assert redactor.short_text("x configured-secret-value") == f"x {REDACTED}"
+    long = "a" * 600 + " Bearer abcdefghijklmnopqrstuvwxyz"
+    assert redactor.short_text(long) == redactor.text(long) != long

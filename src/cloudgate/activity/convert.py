@@ -71,7 +71,7 @@ class EntryBuilder:
             attempts=list(record.attempts),
             betas=list(record.betas),
             client_ip=record.client_ip,
-            user_agent=None if user_agent is None else text(user_agent, secrets),
+            user_agent=None if user_agent is None else self.redactor.short_text(user_agent, secrets),
             request_headers=self.redactor.headers(headers, secrets, self.credential_headers),
             bodies_truncated=record.bodies_truncated,
         )

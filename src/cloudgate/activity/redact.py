@@ -76,6 +76,10 @@ _SHAPES = (
 )
 
 
+_MEMO_MAX_CHARS = 512
+_MEMO_ENTRIES = 4096
+
+
 class Redactor:
     """Replaces secrets in text and keeps a redacted subset of headers; thread-safe, build once."""
 
@@ -85,6 +89,7 @@ class Redactor:
         # Each configured pattern on its own: one may carry flags, such as (?i), of its own.
         self._extra = [re.compile(p) for p in patterns]
         self._secrets = literal_secrets(secrets)
+        self._memo: dict[str, str] = {}  # short_text's results (dict operations are thread-safe)
 
     def text(self, value: str, secrets: Iterable[str] = ()) -> str:
         """`value` with every secret it holds replaced by `[REDACTED]`."""
@@ -109,8 +114,24 @@ class Redactor:
             if name in credential_headers:
                 kept[name] = REDACTED
             elif name in KEPT_HEADERS or name.startswith(KEPT_PREFIXES):
-                kept[name] = self.text(value, secrets)
+                kept[name] = self.short_text(value, secrets)
         return kept
+
+    def short_text(self, value: str, secrets: Iterable[str] = ()) -> str:
+        """`text(value, secrets)`, remembered for short values without the request's own secrets.
+
+        Header values repeat from request to request (user agents, versions, betas), and
+        running every pattern over each costs more than the rest of an activity entry.
+        """
+        if len(value) > _MEMO_MAX_CHARS or any(secret in value for secret in secrets):
+            return self.text(value, secrets)
+        done = self._memo.get(value)
+        if done is None:
+            done = self.text(value)
+            if len(self._memo) >= _MEMO_ENTRIES:
+                self._memo.clear()
+            self._memo[value] = done
+        return done
 
 
 def literal_secrets(values: Iterable[str | None]) -> tuple[str, ...]:
