@@ -89,3 +89,9 @@ def test_opentelemetry_variables_configure_traces():
     assert t.service_name == "gateway-eu"
     traces_only = load_settings(env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:4318/v1/traces"})
     assert traces_only.telemetry.otlp_endpoint == "http://t:4318/v1/traces"
+
+
+def test_governance_from_the_environment():
+    assert load_settings(env={}).governance is True
+    assert load_settings(env={"CLOUDGATE_GOVERNANCE": "false"}).governance is False
+    assert load_settings(env={"CLOUDGATE_GOVERNANCE": "1"}).governance is True

@@ -505,3 +505,14 @@ def test_request_ids_are_unique_and_in_time_order() -> None:
     os.close(reader)
     os.close(writer)
     assert child[17:22] != later[17:22]
+
+
+def test_governance_off_forwards_with_configured_keys_and_keeps_no_store(make_stack, tmp_path) -> None:
+    stack = make_stack(settings={"governance": False, "activity": {"sink": "files"}})
+    assert stack.gateway.state.governor is None
+    call = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [MSG]}
+    resp = post(stack, "/v1/messages", call)
+    assert resp.status_code == 200 and resp.json()["type"] == "message"
+    refused = post(stack, "/v1/messages", call, key="cg-not-a-configured-key")
+    assert refused.status_code == 401 and refused.json()["type"] == "error"
+    assert not list(tmp_path.glob("data-*/*.db"))  # no database was created

@@ -104,6 +104,8 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         gateway["keys"] = [k for k in env["CLOUDGATE_KEYS"].split(",") if k.strip()]
     if "CLOUDGATE_ALLOW_KEYLESS" in env:
         gateway["allow_keyless"] = truthy(env["CLOUDGATE_ALLOW_KEYLESS"])
+    if "CLOUDGATE_GOVERNANCE" in env:
+        data["governance"] = truthy(env["CLOUDGATE_GOVERNANCE"])
     if env.get("CLOUDGATE_LOG_LEVEL"):
         data["log_level"] = env["CLOUDGATE_LOG_LEVEL"]
     if env.get("CLOUDGATE_CATALOG_FILE"):

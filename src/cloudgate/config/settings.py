@@ -348,6 +348,9 @@ class Settings(_Section):
     activity: ActivitySettings = Field(default_factory=ActivitySettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    # Keys from the store, budgets, rate limits and the spend log. False: a plain forwarding
+    # gateway that checks only `gateway.keys` and records nothing in a database (no store).
+    governance: bool = True
     # Redis for counters shared by several gateway processes (budgets, rate limits); None keeps
     # them in this process's memory.
     redis_url: str | None = None

@@ -628,10 +628,12 @@ def create_gateway_app(
     providers: dict[str, Provider] | None = None,
     sinks: list[RecordSink] | None = None,
     transport: Transport | None = None,
-    governance: bool = True,
+    governance: bool | None = None,
 ) -> GatewayApp:
     """Build the gateway from settings. Providers default to the configured upstream; with
-    `governance` (the default) keys, budgets, limits and spend live in the store."""
+    `governance` (default: `settings.governance`) keys, budgets, limits and spend live in the store."""
+    if governance is None:
+        governance = settings.governance
     if catalog is None:
         catalog = Catalog.from_file(settings.catalog_file) if settings.catalog_file else default_catalog()
     t = settings.gateway.timeouts
