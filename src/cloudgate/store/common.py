@@ -122,9 +122,11 @@ class BulkUpsert:
 def _sqlite_time(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store; use timezone-aware UTC")
-    value = value.astimezone(UTC)
-    # SQLAlchemy's SQLite DateTime storage format: always with microseconds, so text sorts.
-    return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond:06d}"
+    # SQLAlchemy's SQLite DateTime storage format: naive UTC, always with microseconds, so
+    # text sorts as time does.
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _aware_utc(value: datetime) -> datetime:
