@@ -1,12 +1,14 @@
 """cloudgate's benchmark: wrk against a static upstream, directly and through each proxy.
 
-    bash bench/run.sh [--quick] [--rounds N] [--only direct,cloudgate]
+    bash bench/run.sh [--quick] [--rounds N] [--only direct,cloudgate] [--concurrency 64,16,1]
 
 Every target sits between `wrk -t1` and the same static upstream (nginx, see upstream.py):
 `direct` is wrk straight to the upstream, `baseline` the minimal pass-through (baseline.py),
-`cloudgate` the real gateway with authentication and request logging on. Each is measured for
-a non-streaming and a streaming answer at concurrency 16 and 1; the table gives req/s, p50 and
-p99, then the ratios performance.md sets targets for. Raw figures go to bench/results/<ts>.json.
+`cloudgate` the real gateway with every default feature on, `cloudgate-bare` the same gateway
+with governance and logging off. Each is measured for a non-streaming and a streaming answer at
+concurrency 64, 16 and 1, and with sequential requests (ttfb.py) for the time to the first
+byte; the table gives req/s, p50 and p99, then the ratios performance.md sets targets for. Raw
+figures go to bench/results/<ts>.json.
 
 Adding a peer (LiteLLM, Portkey) is one more `Target` in `TARGETS`: a function that starts it
 (through `Procs`, so it is cleaned up) and returns its `Endpoint`.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import ttfb
 import upstream
 
 BENCH = Path(__file__).resolve().parent
@@ -46,7 +50,11 @@ PORTKEY_SPEC = "@portkey-ai/gateway"
 LITELLM_KEY = "sk-bench-master"
 
 MODES = ("json", "stream")
-CONCURRENCY = (16, 1)
+ANSWER = {"json": "Message JSON", "stream": "SSE, 43 events"}  # how the tables name them
+CONCURRENCY = (64, 16, 1)  # the first one also warms each target up
+TTFB_REQUESTS = {"quick": 300, "full": 1000}  # sequential requests per target and answer kind
+TTFB_WARMUP = {"quick": 50, "full": 100}
+TTFB_MAX_SECONDS = 30.0  # per target and answer kind: a slow peer gets fewer requests, not minutes
 API_KEY = "bench-key"
 VERTEX_TOKEN = "bench-token"
 MODEL = "claude-sonnet-4-5"
@@ -195,6 +203,7 @@ class Endpoint:
     note: str = ""
     exact: bool = True  # the answer must be the upstream's bytes (peers: a valid Message / stream)
     modes: tuple[str, ...] = MODES  # the answer kinds this target is measured with
+    features: dict[str, Any] = field(default_factory=dict)  # what a cloudgate target runs (the JSON)
 
 
 @dataclass
@@ -288,14 +297,21 @@ def start_baseline(bench: Bench) -> Endpoint:
     return anthropic_endpoint(bench, port, headers=[], pid=proc.popen.pid)
 
 
-def start_cloudgate(bench: Bench) -> Endpoint:
+def start_cloudgate(bench: Bench, bare: bool = False) -> Endpoint:
     """`cloudgate serve` with its defaults (governance on SQLite, routing, activity log, metrics),
-    a key, and one request-log line per request (to its log file)."""
+    a key, and one request-log line per request (to its log file).
+
+    `bare`: the `cloudgate-bare` target, a plain forwarding gateway: `governance: false` (only
+    `gateway.keys`, no store), no activity log, no metrics, no request log; same key, upstream
+    and routing. Its process, config and data directory are named `cloudgate-bare`.
+    """
+    name = "cloudgate-bare" if bare else "cloudgate"
     port = free_port()
-    config = bench.workdir / "cloudgate.yaml"
-    settings = {
-        "gateway": {"host": "127.0.0.1", "port": port, "keys": [API_KEY], "log_requests": True},
-        "data_dir": str(bench.workdir / "data"),  # the store (SQLite) and the spend journal
+    config = bench.workdir / f"{name}.yaml"
+    settings: dict[str, Any] = {
+        "gateway": {"host": "127.0.0.1", "port": port, "keys": [API_KEY], "log_requests": not bare},
+        # the store (SQLite) and the spend journal; bare: must stay without a database
+        "data_dir": str(bench.workdir / ("data-bare" if bare else "data")),
         "vertex": {
             "project_id": "p",
             "region": "us-east5",
@@ -304,15 +320,31 @@ def start_cloudgate(bench: Bench) -> Endpoint:
         },
         "log_level": "INFO",
     }
+    if bare:
+        settings |= {"governance": False, "activity": {"enabled": False}, "telemetry": {"metrics": False}}
     config.write_text(json.dumps(settings, indent=2))  # JSON is YAML
     exe = VENV_BIN / "cloudgate"
     if not exe.exists():
         raise BenchError(f"{exe} is missing: run scripts/bootstrap.sh")
-    proc = bench.procs.start("cloudgate", [str(exe), "serve", "--config", str(config)])
+    proc = bench.procs.start(name, [str(exe), "serve", "--config", str(config)])
     bench.procs.wait_listening(proc, port)
-    return anthropic_endpoint(
+    ep = anthropic_endpoint(
         bench, port, headers=[f"x-api-key:{API_KEY}", "anthropic-version:2023-06-01"], pid=proc.popen.pid
     )
+    ep.features = {
+        "governance": not bare,  # keys, budgets, limits, pricing, spend journal; store on SQLite
+        "activity_log": "off" if bare else "database",
+        "metrics": not bare,
+        "request_log": not bare,  # one JSON line per request, to the server's log file
+        "routing": "defaults (derived deployments, health)",
+        "settings": settings,
+    }
+    return ep
+
+
+def start_cloudgate_bare(bench: Bench) -> Endpoint:
+    """`cloudgate serve` with governance and logging off (see `start_cloudgate`)."""
+    return start_cloudgate(bench, bare=True)
 
 
 def anthropic_endpoint(bench: Bench, port: int, headers: list[str], pid: int | None) -> Endpoint:
@@ -487,6 +519,7 @@ TARGETS: list[Target] = [
     Target("direct", "nothing (wrk to the upstream)", start_direct),
     Target("baseline", "minimal pass-through (bench/baseline.py)", start_baseline),
     Target("cloudgate", "cloudgate serve, every feature on (defaults)", start_cloudgate),
+    Target("cloudgate-bare", "cloudgate serve, governance and logging off", start_cloudgate_bare),
     Target("litellm", "LiteLLM proxy, 1 worker, no database (peer)", start_litellm, peer=True),
     Target("portkey", "Portkey gateway, Node, 1 process (peer)", start_portkey, peer=True),
 ]
@@ -528,17 +561,28 @@ def valid_answer(mode: str, body: bytes) -> bool:
         return False
 
 
+@functools.cache
+def upstream_answer(mode: str) -> bytes:
+    """The upstream's exact answer body for an answer kind (built once)."""
+    return upstream.message_body() if mode == "json" else upstream.stream_body()
+
+
+def right_answer(ep: Endpoint, mode: str, body: bytes) -> bool:
+    """Exactly the upstream's bytes, or (peers) a valid answer of the right kind."""
+    return body == upstream_answer(mode) if ep.exact else valid_answer(mode, body)
+
+
 def check(name: str, ep: Endpoint) -> None:
     """One request per mode must come back 200 with exactly the upstream's answer (peers: a
     valid answer of the right kind, see `valid_answer`)."""
-    expected = {"json": upstream.message_body(), "stream": upstream.stream_body()}
+    expected = {mode: upstream_answer(mode) for mode in MODES}
     types = {"json": "application/json", "stream": "text/event-stream"}
     for mode in ep.modes:
         try:
             status, ctype, body = post(ep.urls[mode], ep.bodies[mode].read_bytes(), ep.headers)
         except OSError as exc:
             raise BenchError(f"{name}/{mode}: request to {ep.urls[mode]} failed: {exc}") from None
-        right = body == expected[mode] if ep.exact else valid_answer(mode, body)
+        right = right_answer(ep, mode, body)
         if status != 200 or not ctype.startswith(types[mode]) or not right:
             raise BenchError(
                 f"{name}/{mode}: wrong answer from {ep.urls[mode]}: HTTP {status}, content-type {ctype!r}, "
@@ -591,10 +635,45 @@ def wrk(ep: Endpoint, mode: str, conc: int, seconds: float) -> dict[str, Any]:
     }
 
 
+def first_byte(
+    ep: Endpoint, mode: str, requests: int, warmup: int, max_seconds: float | None = None
+) -> dict[str, Any]:
+    """Sequential requests (concurrency 1, ttfb.py) with wrk's body and headers: the times to the
+    first body byte and to the last byte. Answers that are not right count as errors."""
+    load_before = os.getloadavg()[0]
+    result: dict[str, Any] = ttfb.event_loop_runner()(
+        ttfb.measure(
+            ep.urls[mode],
+            ep.bodies[mode].read_bytes(),
+            ep.headers,
+            requests,
+            warmup,
+            valid=lambda status, body: right_answer(ep, mode, body),
+            max_seconds=max_seconds,
+        )
+    )
+    if not result["requests"]:
+        raise BenchError(f"no right answer from {ep.urls[mode]} in {requests} sequential requests")
+    return result | {"loadavg_1m_before": load_before}
+
+
+def median_of(
+    runs: list[dict[str, Any]], value: Callable[[dict[str, Any]], float], name: str
+) -> dict[str, Any]:
+    """The round with the median `value` (its other figures kept from that same round), plus
+    every round's `value` under `name`."""
+    ranked = sorted(runs, key=value)
+    return ranked[(len(ranked) - 1) // 2] | {name: [round(value(r), 3) for r in runs]}
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The round with the median req/s (latencies kept from that same round)."""
-    ranked = sorted(runs, key=lambda r: r["rps"])
-    return ranked[(len(ranked) - 1) // 2] | {"rounds_rps": [round(r["rps"], 1) for r in runs]}
+    return median_of(runs, lambda r: r["rps"], "rounds_rps")
+
+
+def median_ttfb(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median time to first byte (p50)."""
+    return median_of(runs, lambda r: r["ttfb_ms"]["p50"], "rounds_ttfb_p50_ms")
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -605,43 +684,56 @@ def fmt_ms(value: float) -> str:
     return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
 
 
-def table(labels: dict[str, str], cells: dict[str, dict[str, Any]], upstream_kind: str) -> list[str]:
+def table(
+    labels: dict[str, str],
+    cells: dict[str, dict[str, Any]],
+    upstream_kind: str,
+    concurrency: tuple[int, ...] = CONCURRENCY,
+) -> list[str]:
     """The main table: one row per target, body kind and concurrency."""
-    out = [
-        f"| what sits between wrk and {upstream_kind.split()[0]} "
-        "| answer | conc. | req/s | p50 | p99 | errors |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    what = f"what sits between wrk and {upstream_kind.split()[0]}"
+    out = header(what, "answer", "conc.", "req/s", "p50", "p99", "errors")
     for name, label in labels.items():
         for mode in MODES:
-            for conc in CONCURRENCY:
+            for conc in concurrency:
                 r = cells.get(f"{name}/{mode}/c{conc}")
                 if r is None:
                     continue
-                answer = "Message JSON" if mode == "json" else "SSE, 43 events"
                 out.append(
-                    f"| {label} | {answer} | {conc} | {r['rps']:,.0f} | {fmt_ms(r['p50_ms'])} | "
+                    f"| {label} | {ANSWER[mode]} | {conc} | {r['rps']:,.0f} | {fmt_ms(r['p50_ms'])} | "
                     f"{fmt_ms(r['p99_ms'])} | {r['error_count'] or ''} |"
                 )
     return out
 
 
-def ratios(cells: dict[str, dict[str, Any]], names: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """Each proxy against the baseline (req/s at c=16) and against direct (latency at c=1)."""
-    lines = [
-        "| proxy | answer | req/s vs baseline, c=16 | added p50, c=1 | added p99, c=1 |",
-        "|---|---|---|---|---|",
-    ]
+def header(*columns: str) -> list[str]:
+    """A Markdown table's first two lines."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def rate_levels(concurrency: tuple[int, ...]) -> list[int]:
+    """The concurrencies req/s ratios are given for: every one above 1 (64 and 16 by default)."""
+    return [c for c in concurrency if c > 1]
+
+
+def ratios(
+    cells: dict[str, dict[str, Any]], names: list[str], concurrency: tuple[int, ...] = CONCURRENCY
+) -> tuple[list[str], dict[str, Any]]:
+    """Each proxy against the baseline (req/s at c=64 and c=16) and against direct (latency at c=1)."""
+    levels = rate_levels(concurrency)
+    rate_columns = [f"req/s vs baseline, c={c}" for c in levels]
+    lines = header("proxy", "answer", *rate_columns, "added p50, c=1", "added p99, c=1")
     found: dict[str, Any] = {}
     for name in names:
         if name == "direct":
             continue
         for mode in MODES:
-            mine16, base16 = cells.get(f"{name}/{mode}/c16"), cells.get(f"baseline/{mode}/c16")
-            mine1, direct1 = cells.get(f"{name}/{mode}/c1"), cells.get(f"direct/{mode}/c1")
             entry: dict[str, Any] = {}
-            if mine16 and base16:
-                entry["rps_ratio_to_baseline"] = mine16["rps"] / base16["rps"]
+            for conc in levels:
+                mine, base = cells.get(f"{name}/{mode}/c{conc}"), cells.get(f"baseline/{mode}/c{conc}")
+                if mine and base:
+                    entry[f"rps_ratio_to_baseline_c{conc}"] = mine["rps"] / base["rps"]
+            mine1, direct1 = cells.get(f"{name}/{mode}/c1"), cells.get(f"direct/{mode}/c1")
             if mine1 and direct1:
                 entry["added_p50_ms"] = mine1["p50_ms"] - direct1["p50_ms"]
                 entry["added_p99_ms"] = mine1["p99_ms"] - direct1["p99_ms"]
@@ -649,12 +741,19 @@ def ratios(cells: dict[str, dict[str, Any]], names: list[str]) -> tuple[list[str
                 continue
             found[f"{name}/{mode}"] = entry
             gated = name not in ("baseline", *MIN_TIMES_PEER)  # targets apply to cloudgate, not yardsticks
-            ratio = entry.get("rps_ratio_to_baseline")
-            p50, p99 = entry.get("added_p50_ms"), entry.get("added_p99_ms")
             cols = [
-                verdict(None if name == "baseline" else ratio, "{:.2f}", MIN_RATIO_TO_BASELINE, gated, True),
-                verdict(p50, "{:+.2f} ms", MAX_ADDED_P50_MS, gated, False),
-                verdict(p99, "{:+.2f} ms", MAX_ADDED_P99_MS, gated, False),
+                verdict(
+                    None if name == "baseline" else entry.get(f"rps_ratio_to_baseline_c{conc}"),
+                    "{:.2f}",
+                    MIN_RATIO_TO_BASELINE,
+                    gated,
+                    True,
+                )
+                for conc in levels
+            ]
+            cols += [
+                verdict(entry.get("added_p50_ms"), "{:+.2f} ms", MAX_ADDED_P50_MS, gated, False),
+                verdict(entry.get("added_p99_ms"), "{:+.2f} ms", MAX_ADDED_P99_MS, gated, False),
             ]
             lines.append(f"| {name} | {mode} | " + " | ".join(cols) + " |")
     lines.append(
@@ -664,24 +763,91 @@ def ratios(cells: dict[str, dict[str, Any]], names: list[str]) -> tuple[list[str
     return lines, found
 
 
-def peer_ratios(cells: dict[str, dict[str, Any]], names: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """cloudgate's req/s at c=16 divided by each peer's (performance.md: 40x LiteLLM, 6x Portkey)."""
+def ttfb_table(labels: dict[str, str], tcells: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
+    """Time to first body byte and to last byte (ttfb.py, c=1), and the first byte's delay over direct."""
+    what = "time to first byte, c=1 (sequential requests)"
+    figures = [f"{kind} {p}" for kind in ("ttfb", "last byte", "added ttfb") for p in ("p50", "p99")]
+    lines = header(what, "answer", "requests", *figures, "errors")
+    found: dict[str, Any] = {}
+    for name, label in labels.items():
+        for mode in MODES:
+            r, direct = tcells.get(f"{name}/{mode}"), tcells.get(f"direct/{mode}")
+            if r is None:
+                continue
+            first, last = r["ttfb_ms"], r["last_byte_ms"]
+            entry = {"ttfb_p50_ms": first["p50"], "ttfb_p99_ms": first["p99"]}
+            added = ["-", "-"]
+            if direct is not None and name != "direct":
+                entry["added_ttfb_p50_ms"] = first["p50"] - direct["ttfb_ms"]["p50"]
+                entry["added_ttfb_p99_ms"] = first["p99"] - direct["ttfb_ms"]["p99"]
+                added = [f"{entry['added_ttfb_p50_ms']:+.2f} ms", f"{entry['added_ttfb_p99_ms']:+.2f} ms"]
+            found[f"{name}/{mode}"] = entry
+            lines.append(
+                f"| {label} | {ANSWER[mode]} | {r['requests']:,} | {fmt_ms(first['p50'])} | "
+                f"{fmt_ms(first['p99'])} | {fmt_ms(last['p50'])} | {fmt_ms(last['p99'])} | "
+                f"{added[0]} | {added[1]} | {r['errors'] or ''} |"
+            )
+    return lines, found
+
+
+def features_cost(
+    cells: dict[str, dict[str, Any]],
+    tcells: dict[str, dict[str, Any]],
+    concurrency: tuple[int, ...] = CONCURRENCY,
+) -> tuple[list[str], dict[str, Any]]:
+    """What governance and logging cost: cloudgate against cloudgate-bare, per answer kind."""
+    levels = rate_levels(concurrency)
+    rate_columns = [f"req/s, c={c}" for c in levels]
+    lines = header("cloudgate / cloudgate-bare", *rate_columns, "p50 difference, c=1", "ttfb p50 difference")
+    found: dict[str, Any] = {}
+    for mode in MODES:
+        entry: dict[str, Any] = {}
+        cols = []
+        for conc in levels:
+            full, bare = cells.get(f"cloudgate/{mode}/c{conc}"), cells.get(f"cloudgate-bare/{mode}/c{conc}")
+            if full and bare:
+                entry[f"rps_ratio_c{conc}"] = full["rps"] / bare["rps"]
+            cols.append(f"{entry[f'rps_ratio_c{conc}']:.2f}x" if f"rps_ratio_c{conc}" in entry else "-")
+        full, bare = cells.get(f"cloudgate/{mode}/c1"), cells.get(f"cloudgate-bare/{mode}/c1")
+        if full and bare:
+            entry["p50_difference_ms"] = full["p50_ms"] - bare["p50_ms"]
+        full, bare = tcells.get(f"cloudgate/{mode}"), tcells.get(f"cloudgate-bare/{mode}")
+        if full and bare:
+            entry["ttfb_p50_difference_ms"] = full["ttfb_ms"]["p50"] - bare["ttfb_ms"]["p50"]
+        if not entry:
+            continue
+        cols += [
+            f"{entry[k]:+.2f} ms" if k in entry else "-"
+            for k in ("p50_difference_ms", "ttfb_p50_difference_ms")
+        ]
+        found[mode] = entry
+        lines.append(f"| {mode} | " + " | ".join(cols) + " |")
+    return (lines if found else []), found
+
+
+def peer_ratios(
+    cells: dict[str, dict[str, Any]], names: list[str], concurrency: tuple[int, ...] = CONCURRENCY
+) -> tuple[list[str], dict[str, Any]]:
+    """cloudgate's req/s at c=64 and c=16 divided by each peer's (performance.md: 40x LiteLLM, 6x Portkey)."""
     lines: list[str] = []
     found: dict[str, Any] = {}
     for peer, limit in MIN_TIMES_PEER.items():
         if peer not in names:
             continue
         for mode in MODES:
-            mine, theirs = cells.get(f"cloudgate/{mode}/c16"), cells.get(f"{peer}/{mode}/c16")
-            if theirs is None:
-                lines.append(f"cloudgate vs {peer}, {mode}, c=16: not measured")
-                continue
-            if mine is None:
-                continue
-            times = mine["rps"] / theirs["rps"]
-            found[f"cloudgate/{peer}/{mode}"] = times
-            mark = "MET" if times >= limit else "MISS"
-            lines.append(f"cloudgate vs {peer}, {mode}, c=16: {times:.1f}x (target >= {limit:g}x) {mark}")
+            for conc in rate_levels(concurrency):
+                mine, theirs = cells.get(f"cloudgate/{mode}/c{conc}"), cells.get(f"{peer}/{mode}/c{conc}")
+                if theirs is None:
+                    lines.append(f"cloudgate vs {peer}, {mode}, c={conc}: not measured")
+                    continue
+                if mine is None:
+                    continue
+                times = mine["rps"] / theirs["rps"]
+                found[f"cloudgate/{peer}/{mode}/c{conc}"] = times
+                mark = "MET" if times >= limit else "MISS"
+                lines.append(
+                    f"cloudgate vs {peer}, {mode}, c={conc}: {times:.1f}x (target >= {limit:g}x) {mark}"
+                )
     return lines, found
 
 
@@ -728,11 +894,38 @@ def terminate_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def concurrency_list(text: str) -> tuple[int, ...]:
+    """`64,16,1` -> (64, 16, 1): positive, no repeats, in the given order."""
+    try:
+        levels = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not levels or min(levels) < 1 or len(set(levels)) != len(levels):
+        raise argparse.ArgumentTypeError(f"positive connection counts, each once: {text!r}")
+    return levels
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="3 s per measurement instead of 10 s")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"3 s per measurement instead of 10 s, {TTFB_REQUESTS['quick']} sequential requests "
+        f"for the time to first byte instead of {TTFB_REQUESTS['full']}",
+    )
     p.add_argument("--duration", type=float, help="seconds per measurement (overrides --quick)")
+    p.add_argument(
+        "--concurrency",
+        type=concurrency_list,
+        default=CONCURRENCY,
+        help=f"comma-separated wrk connection counts (default: {','.join(map(str, CONCURRENCY))})",
+    )
+    p.add_argument(
+        "--ttfb-requests",
+        type=int,
+        help="sequential requests per target and answer kind for the time to first byte",
+    )
     p.add_argument("--rounds", type=int, default=1, help="repeat the whole matrix; report the median round")
     p.add_argument(
         "--only", help="comma-separated targets (default: all): " + ",".join(t.name for t in TARGETS)
@@ -746,6 +939,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     seconds = args.duration or (3.0 if args.quick else 10.0)
     warmup = 1.0 if args.quick else 2.0
+    size = "quick" if args.quick else "full"
+    requests = TTFB_REQUESTS[size] if args.ttfb_requests is None else max(0, args.ttfb_requests)
+    first_byte_runs = (requests, TTFB_WARMUP[size])
     wanted = args.only.split(",") if args.only else [t.name for t in TARGETS]
     targets = [t for t in TARGETS if t.name in wanted]
     unknown = set(wanted) - {t.name for t in targets}
@@ -763,7 +959,9 @@ def main(argv: list[str] | None = None) -> int:
     keep = args.keep
     try:
         with terminate_on_sigterm():
-            report = run(bench, targets, seconds, warmup, args.rounds, stamp)
+            report = run(
+                bench, targets, seconds, warmup, args.rounds, stamp, args.concurrency, first_byte_runs
+            )
     except BenchError as exc:
         keep = True  # the servers' logs say what went wrong
         print(f"\nbenchmark aborted: {exc}", file=sys.stderr)
@@ -781,10 +979,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def progress(rnd: int, key: str, figures: str, errors: object = None) -> None:
+    """One measurement's line on stderr."""
+    flag = f"  ERRORS {errors}" if errors else ""
+    print(f"  round {rnd + 1} {key:<27} {figures}{flag}", file=sys.stderr)
+
+
 def run(
-    bench: Bench, targets: list[Target], seconds: float, warmup: float, rounds: int, stamp: str
+    bench: Bench,
+    targets: list[Target],
+    seconds: float,
+    warmup: float,
+    rounds: int,
+    stamp: str,
+    concurrency: tuple[int, ...] = CONCURRENCY,
+    first_byte_runs: tuple[int, int] = (TTFB_REQUESTS["full"], TTFB_WARMUP["full"]),
 ) -> list[str]:
-    """Start everything, check it answers right, measure, and write the JSON; the report lines."""
+    """Start everything, check it answers right, measure, and write the JSON; the report lines.
+
+    `first_byte_runs`: sequential requests (timed, warm-up) per target and answer kind for the
+    time to first byte; (0, 0) measures none."""
     bench.write_bodies()
     start_upstream(bench)
     endpoints: dict[str, Endpoint] = {}
@@ -814,33 +1028,56 @@ def run(
     print(f"all answers correct; upstream: {bench.upstream_kind}", file=sys.stderr)
 
     runs: dict[str, list[dict[str, Any]]] = {}
+    first_runs: dict[str, list[dict[str, Any]]] = {}
+    requests, first_warmup = first_byte_runs
     kinds = sum(len(endpoints[t.name].modes) for t in targets)
-    total = rounds * kinds * len(CONCURRENCY)
-    eta = total * seconds + rounds * kinds * warmup
-    print(f"{total} measurements of {seconds:g} s, about {eta / 60:.1f} min", file=sys.stderr)
+    total = rounds * kinds * len(concurrency)
+    eta = total * seconds + rounds * kinds * (warmup + requests * 0.004)
+    print(
+        f"{total} measurements of {seconds:g} s and {rounds * kinds} of {requests} sequential requests, "
+        f"about {eta / 60:.1f} min",
+        file=sys.stderr,
+    )
     for rnd in range(rounds):
         for mode in MODES:
-            for conc in CONCURRENCY:
+            for conc in concurrency:
                 for target in targets:
                     ep = endpoints[target.name]
                     if mode not in ep.modes:
                         continue
-                    if conc == CONCURRENCY[0]:
+                    if conc == concurrency[0]:
                         wrk(ep, mode, conc, warmup)  # connections, caches, allocator
                     result = wrk(ep, mode, conc, seconds)
                     key = f"{target.name}/{mode}/c{conc}"
                     runs.setdefault(key, []).append(result)
-                    flag = f"  ERRORS {result['errors']}" if result["error_count"] else ""
-                    print(
-                        f"  round {rnd + 1} {key:<22} {result['rps']:>9,.0f} req/s  p50 "
-                        f"{fmt_ms(result['p50_ms']):>9}  p99 {fmt_ms(result['p99_ms']):>9}{flag}",
-                        file=sys.stderr,
+                    progress(
+                        rnd,
+                        key,
+                        f"{result['rps']:>9,.0f} req/s  p50 {fmt_ms(result['p50_ms']):>9}  "
+                        f"p99 {fmt_ms(result['p99_ms']):>9}",
+                        result["errors"] if result["error_count"] else None,
                     )
+            for target in targets if requests else []:
+                ep = endpoints[target.name]
+                if mode not in ep.modes:
+                    continue
+                result = first_byte(ep, mode, requests, first_warmup, TTFB_MAX_SECONDS)
+                key = f"{target.name}/{mode}"
+                first_runs.setdefault(key, []).append(result)
+                first, last = result["ttfb_ms"], result["last_byte_ms"]
+                progress(
+                    rnd,
+                    key + "/ttfb",
+                    f"{result['requests']:>5} sequential  ttfb p50 {fmt_ms(first['p50']):>9}  "
+                    f"p99 {fmt_ms(first['p99']):>9}  last byte p50 {fmt_ms(last['p50']):>9}",
+                    result["errors"] or None,
+                )
     for name, ep in endpoints.items():
         if ep.pid is not None:
             memory[name]["after"] = rss_kb(ep.pid)
 
     cells = {key: median_run(rs) for key, rs in runs.items()}
+    first_cells = {key: median_ttfb(rs) for key, rs in first_runs.items()}
     labels = {t.name: t.label for t in targets}
     lines = [
         "",
@@ -848,12 +1085,24 @@ def run(
         f"upstream {bench.upstream_kind}, wrk -t1, {seconds:g} s per measurement, {rounds} round(s)"
         + (" (median shown)" if rounds > 1 else ""),
         "",
-        *table(labels, cells, bench.upstream_kind),
+        *table(labels, cells, bench.upstream_kind, concurrency),
         "",
     ]
-    ratio_lines, found = ratios(cells, list(labels))
+    ratio_lines, found = ratios(cells, list(labels), concurrency)
     lines += ratio_lines
-    peer_lines, found["cloudgate_vs_peer"] = peer_ratios(cells, list(labels))
+    if first_cells:
+        first_lines, found["first_byte"] = ttfb_table(labels, first_cells)
+        lines += [
+            "",
+            f"time to first byte: bench/ttfb.py, {requests} sequential requests per row after "
+            f"{first_warmup} untimed ones, one keep-alive connection, wrk's body and headers",
+            "",
+            *first_lines,
+        ]
+    cost_lines, found["cloudgate_vs_bare"] = features_cost(cells, first_cells, concurrency)
+    if cost_lines:
+        lines += ["", "what governance and logging cost (cloudgate over cloudgate-bare):", "", *cost_lines]
+    peer_lines, found["cloudgate_vs_peer"] = peer_ratios(cells, list(labels), concurrency)
     if peer_lines:
         lines += ["", *peer_lines]
     lines += [f"{name} skipped: {why}" for name, why in skipped.items()]
@@ -872,7 +1121,17 @@ def run(
             logged = sum(1 for line in f if line.startswith(b'{"request_id"'))
         lines.append(f"cloudgate request log: {logged:,} lines, {log.stat().st_size / 1e6:.1f} MB")
         memory.setdefault("cloudgate", {})["request_log_lines"] = logged
-    if any(c["error_count"] for c in cells.values()):
+    if "cloudgate-bare" in endpoints:
+        data = bench.workdir / "data-bare"
+        files = (
+            sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file()) if data.exists() else []
+        )
+        endpoints["cloudgate-bare"].features["data_dir_files_after_run"] = files
+        lines.append(
+            "cloudgate-bare data directory after the run: "
+            + (", ".join(files) if files else "empty (no store, no journal, no activity files)")
+        )
+    if any(c["error_count"] for c in cells.values()) or any(c["errors"] for c in first_cells.values()):
         lines.append("\n!! some measurements had errors (column `errors`): their figures are not comparable")
 
     RESULTS.mkdir(exist_ok=True)
@@ -886,10 +1145,25 @@ def run(
             "python": platform.python_version(),
         },
         "upstream": bench.upstream_kind,
-        "wrk": {"threads": 1, "seconds": seconds, "warmup_seconds": warmup, "rounds": rounds},
+        "wrk": {
+            "threads": 1,
+            "seconds": seconds,
+            "warmup_seconds": warmup,
+            "rounds": rounds,
+            "concurrency": list(concurrency),
+        },
+        "first_byte": {
+            "client": "bench/ttfb.py",
+            "concurrency": 1,
+            "requests": requests,
+            "warmup_requests": first_warmup,
+            "max_seconds": TTFB_MAX_SECONDS,
+        },
         "targets": {t.name: {"label": t.label, **asdict(endpoints[t.name])} for t in targets},
         "results": runs,
         "median": cells,
+        "first_byte_results": first_runs,
+        "first_byte_median": first_cells,
         "ratios": found,
         "skipped": skipped,
         "memory_kb": memory,
