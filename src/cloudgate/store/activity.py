@@ -7,7 +7,9 @@ than a page in memory.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import operator
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -82,17 +84,17 @@ def _before(at: tuple[datetime, str]) -> ColumnElement[bool]:
 class ActivityRepository:
     """Writes and reads the activity table; every method is one short transaction."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], writes: asyncio.Lock | None = None
+    ) -> None:
         self._sessions = sessions
+        self._writes = writes  # held while writing, when the database allows one writer at a time
 
     async def write(self, entries: Sequence[ActivityEntry]) -> None:
         """Insert entries in one statement and transaction; an entry already there is replaced."""
         # One multi-row statement may not touch a row twice (PostgreSQL): the last entry wins.
-        rows = builtins.list({e.request_id: _row(e) for e in entries}.values())
-        if not rows:
-            return
-        async with self._sessions.begin() as session:
-            await _UPSERT.write(session, rows)
+        latest = builtins.list({e.request_id: e for e in entries}.values())
+        await _UPSERT.write(self._sessions, latest, _row, self._writes)
 
     async def get(self, request_id: str) -> ActivityEntry | None:
         """The entry of one request, or None."""
@@ -125,7 +127,8 @@ class ActivityRepository:
 
     async def delete_before(self, cutoff: datetime, *, batch: int) -> int:
         """Delete at most `batch` entries that started before `cutoff`, oldest first; returns how many."""
-        async with self._sessions.begin() as session:
+        writes = self._writes if self._writes is not None else contextlib.nullcontext()
+        async with writes, self._sessions.begin() as session:
             if session.get_bind().dialect.name == "postgresql":
                 key: Any = _C.request_id
                 # Two gateways' retention jobs take different rows instead of queueing on locks.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -43,6 +45,7 @@ UNSET = _Unset.UNSET
 Unset = _Unset
 
 _M = TypeVar("_M", bound=Base)
+_T = TypeVar("_T")
 
 SCOPE_MODELS: dict[Scope, type[Base]] = {Scope.KEY: ApiKey, Scope.USER: User, Scope.TEAM: Team}
 
@@ -103,20 +106,40 @@ class BulkUpsert:
             self._prepared[dialect.name] = prepared
         return prepared
 
-    async def write(self, session: AsyncSession, rows: Iterable[Sequence[Any]]) -> None:
-        """Execute the upsert for `rows` (values in the table's column order) in `session`."""
-        connection = await session.connection()
-        sql, converters = self._prepare(connection.dialect)
+    async def write(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        items: Sequence[_T],
+        to_row: Callable[[_T], Sequence[Any]],
+        lock: asyncio.Lock | None = None,
+    ) -> None:
+        """Upsert `to_row(item)` for each item (values in column order), in one transaction.
+
+        Rows are built a slice at a time between yields to the event loop, before the
+        connection is taken, so a batch of hundreds never holds up requests for long; `lock`
+        serialises the writers of a database that allows one at a time (SQLite), which
+        otherwise wait for each other in SQLite's busy handler, asleep.
+        """
+        bind = sessions.kw["bind"]
+        sql, converters = self._prepare(bind.dialect)
         params: list[tuple[Any, ...]] = []
-        for row in rows:
-            values = list(row)
+        for count, item in enumerate(items, 1):
+            values = list(to_row(item))
             for index, convert in converters:
                 value = values[index]
                 if value is not None:
                     values[index] = convert(value)
             params.append(tuple(values))
-        if params:
+            if count % _ROWS_PER_SLICE == 0:
+                await asyncio.sleep(0)
+        if not params:
+            return
+        async with lock if lock is not None else contextlib.nullcontext(), sessions.begin() as session:
+            connection = await session.connection()
             await connection.exec_driver_sql(sql, params)
+
+
+_ROWS_PER_SLICE = 100  # about a millisecond of work on the event loop
 
 
 def _sqlite_time(value: datetime) -> str:

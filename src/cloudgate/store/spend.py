@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import operator
 from collections.abc import Sequence
@@ -53,7 +54,7 @@ _VALUES = operator.attrgetter(*_UPSERT.columns)  # an entry's values in column o
 assert {f.name for f in dataclasses.fields(SpendEntry)} >= set(_UPSERT.columns), "spend table and SpendEntry"
 
 
-def _deduplicate(entries: Sequence[SpendEntry]) -> list[tuple[Any, ...]]:
+def _deduplicate(entries: Sequence[SpendEntry]) -> list[SpendEntry]:
     # A batch may become one multi-row INSERT, which PostgreSQL refuses to let touch a row twice:
     # settle repeats of a request id here by the upsert's own rule (anything replaces an
     # interrupted entry, nothing replaces a final one).
@@ -62,14 +63,17 @@ def _deduplicate(entries: Sequence[SpendEntry]) -> list[tuple[Any, ...]]:
         held = chosen.get(entry.request_id)
         if held is None or held.interrupted:
             chosen[entry.request_id] = entry
-    return [_VALUES(e) for e in chosen.values()]
+    return list(chosen.values())
 
 
 class SpendRepository:
     """Writes and reads the spend table."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], writes: asyncio.Lock | None = None
+    ) -> None:
         self._sessions = sessions
+        self._writes = writes  # held while writing, when the database allows one writer at a time
 
     async def write_spend(self, entries: Sequence[SpendEntry]) -> None:
         """Insert entries, idempotently by request id: a final entry replaces an interrupted one.
@@ -78,11 +82,7 @@ class SpendRepository:
         nothing; an entry written as interrupted when the gateway died is replaced once the
         journal replays its final version, but a final entry is never overwritten.
         """
-        rows = _deduplicate(entries)
-        if not rows:
-            return
-        async with self._sessions.begin() as session:
-            await _UPSERT.write(session, rows)
+        await _UPSERT.write(self._sessions, _deduplicate(entries), _VALUES, self._writes)
 
     async def spent_micro(self, scope: Scope, scope_id: str, since: datetime | None = None) -> int:
         """What a key, user or team has spent since `since` (all time if None), in micro-dollars."""
@@ -130,8 +130,10 @@ class SpendRepository:
 class SqlSpendSink:
     """The spend writer's sink into the database."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._spend = SpendRepository(sessions)
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], writes: asyncio.Lock | None = None
+    ) -> None:
+        self._spend = SpendRepository(sessions, writes)
 
     async def write_spend(self, entries: Sequence[SpendEntry]) -> None:
         """Write a batch of entries; safe to retry."""
