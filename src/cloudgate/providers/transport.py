@@ -135,6 +135,7 @@ class Transport:
         self._limit_per_host = limit_per_host
         self.timeouts = timeouts or Timeouts()
         self._session: aiohttp.ClientSession | None = None
+        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -167,7 +168,10 @@ class Transport:
         deadline = time.monotonic() + t.total if t.total else None
         wait = t.first_byte if deadline is None else min(t.first_byte, t.total or t.first_byte)
         phase = "first_byte" if wait == t.first_byte else "total"
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, connect=t.connect)
+        client_timeout = self._client_timeouts.get(t.connect)
+        if client_timeout is None:  # one per connect limit: building one costs more than a request's headers
+            client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, connect=t.connect)
+            self._client_timeouts[t.connect] = client_timeout
         try:
             async with asyncio.timeout(wait):
                 resp = await session.request(
