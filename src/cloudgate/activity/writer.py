@@ -46,7 +46,7 @@ MAX_PENDING = 100_000
 # With bodies kept, entries can be a megabyte each: the queue is bounded by size as well.
 MAX_PENDING_BYTES = 256 * 1024 * 1024
 _ENTRY_OVERHEAD = 1024  # roughly what an entry without bodies weighs
-_BUILD_SLICE = 100  # records turned into entries between two yields to the event loop
+_BUILD_SLICE = 32  # records turned into entries between two yields to the event loop
 
 
 def activity_directory(settings: Settings) -> Path:
