@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,28 @@ def test_serves_requests_from_a_settings_file(tmp_path: Path):
             _, err = proc.communicate(timeout=20)
         # One structured line per request in the log.
         assert '"status":200' in err and '"upstream_model":"claude-haiku-4-5@20251001"' in err
+
+
+def test_workers_must_be_positive():
+    for value in ("0", "-2"):
+        proc = _cloudgate("serve", "--workers", value, "--port", str(free_port()))
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode != 0 and f"--workers must be 1 or more, not {value}" in err
+        assert "Traceback" not in err
+
+
+def test_port_in_use_is_one_clear_error(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _cloudgate(
+            "serve", "--workers", "2", "--port", str(port), env={"CLOUDGATE_DATA_DIR": str(tmp_path)}
+        )
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert (
+        err.strip().splitlines()[-1]
+        == f"cloudgate: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+    assert "Traceback" not in err

@@ -44,6 +44,13 @@ def test_yaml_then_environment(tmp_path):
     assert s.models.sonnet == "claude-sonnet-4-5@20250929" and s.models.default == "opus"
 
 
+def test_workers_from_the_environment():
+    assert load_settings(env={}).gateway.workers == 1
+    assert load_settings(env={"CLOUDGATE_WORKERS": "4"}).gateway.workers == 4
+    with pytest.raises(ConfigError, match=r"gateway\.workers"):
+        load_settings(env={"CLOUDGATE_WORKERS": "0"})
+
+
 def test_flags_override_everything(tmp_path):
     s = load_settings(env={"CLOUDGATE_PORT": "1234"}, overrides={"gateway": {"port": 4321}})
     assert s.gateway.port == 4321

@@ -12,6 +12,10 @@ import orjson
 import pytest
 import requests
 
+from cloudgate.config import Settings, load_settings
+from cloudgate.gateway.governor import default_counters
+from cloudgate.governance.counters import MemoryCounters, RedisCounters
+from cloudgate.governance.sqlite_counters import SQLiteCounters
 from cloudgate.governance.types import Limits, Period, Scope, usd_to_micro
 from cloudgate.store.repositories import Store
 from tests.conftest import Stack
@@ -254,3 +258,15 @@ def test_the_worst_case_is_priced_at_the_dearest_deployment(tmp_path) -> None:
     assert governor._dearest([cheap, dear, bedrock]) == [dear]
     other = Target("vertex", "claude-haiku-4-5@20251001", "global")
     assert governor._dearest([cheap, other]) == [cheap, other], "different models are both priced"
+
+
+def test_counters_are_shared_by_several_workers(tmp_path) -> None:
+    def settings(**extra: object) -> Settings:
+        return load_settings(env={}, overrides={"data_dir": str(tmp_path), **extra})
+
+    assert isinstance(default_counters(settings()), MemoryCounters)
+    shared = default_counters(settings(gateway={"workers": 2}))
+    assert isinstance(shared, SQLiteCounters) and shared.path == tmp_path / "counters.db"
+    assert isinstance(
+        default_counters(settings(gateway={"workers": 2}, redis_url="redis://h:1/0")), RedisCounters
+    )

@@ -1,14 +1,16 @@
-"""Counter backends for the governance tests: every test runs in memory and against Redis."""
+"""Counter backends for the governance tests: every test runs in memory, in SQLite and against Redis."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from cloudgate.governance.counters import Counters, MemoryCounters, RedisCounters
+from cloudgate.governance.sqlite_counters import SQLiteCounters
 
 T0 = 1_750_000_000.0  # a whole second, so bucket arithmetic in the tests stays readable
 
@@ -62,10 +64,19 @@ def prefix() -> str:
     return f"cloudgate:test:{uuid.uuid4().hex}:"
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def counters(request: pytest.FixtureRequest, clock: FakeClock, prefix: str) -> AsyncIterator[Counters]:
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def counters(
+    request: pytest.FixtureRequest, clock: FakeClock, prefix: str, tmp_path: Path
+) -> AsyncIterator[Counters]:
     if request.param == "memory":
         yield MemoryCounters(clock=clock)
+        return
+    if request.param == "sqlite":
+        sqlite = SQLiteCounters(tmp_path / "counters.db", clock=clock)
+        try:
+            yield sqlite
+        finally:
+            await sqlite.aclose()
         return
     backend = await open_redis_counters(prefix, clock)
     try:

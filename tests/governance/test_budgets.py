@@ -1,4 +1,4 @@
-"""Budgets: periods, seeding, all-or-nothing reservations, and concurrency (memory and Redis)."""
+"""Budgets: periods, seeding, all-or-nothing reservations, and concurrency (memory, SQLite, Redis)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,6 +22,7 @@ from cloudgate.governance.budgets import (
     period_start,
 )
 from cloudgate.governance.counters import Counters, RedisCounters
+from cloudgate.governance.sqlite_counters import SQLiteCounters
 from cloudgate.governance.types import BudgetRule, Period, Principal, Scope
 
 if TYPE_CHECKING:
@@ -223,6 +225,7 @@ CHILD = textwrap.dedent(
     import asyncio, json, random, sys
     from cloudgate.governance.budgets import BudgetExceeded, BudgetGuard
     from cloudgate.governance.counters import RedisCounters
+    from cloudgate.governance.sqlite_counters import SQLiteCounters
     from cloudgate.governance.types import BudgetRule, Period, Principal, Scope
 
     url, prefix, now, limit, m, seed = sys.argv[1:]
@@ -238,7 +241,10 @@ CHILD = textwrap.dedent(
         await guard.settle(r, actual)
         return actual
     async def main():
-        counters = RedisCounters.from_url(url, prefix=prefix, clock=lambda: float(now))
+        if url.startswith("redis"):
+            counters = RedisCounters.from_url(url, prefix=prefix, clock=lambda: float(now))
+        else:  # a SQLite file
+            counters = SQLiteCounters(url, clock=lambda: float(now))
         rule = BudgetRule("b-key", Scope.KEY, "key-1", int(limit), Period.MONTHLY)
         who = Principal(key_id="k1", key_prefix="cg-k1", budgets=(rule,))
         guard = BudgetGuard(counters, zero)
@@ -251,11 +257,10 @@ CHILD = textwrap.dedent(
 )
 
 
-async def test_parallel_reservations_from_two_processes(
-    open_redis: Callable[[], Awaitable[RedisCounters]], redis_test_url: str, prefix: str, clock: FakeClock
-) -> None:
-    counters = await open_redis()
-    args = [redis_test_url, prefix, repr(clock()), str(LIMIT), str(M)]
+async def _race_from_two_processes(counters: Counters, where: str, prefix: str, clock: FakeClock) -> None:
+    """Two processes reserve against one budget at once, through `where` (a Redis URL or a
+    SQLite file); the budget is never overspent."""
+    args = [where, prefix, repr(clock()), str(LIMIT), str(M)]
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-c", CHILD, *args, str(seed), stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -270,3 +275,17 @@ async def test_parallel_reservations_from_two_processes(
     spent, reserved = await counters.budget(guard_key(principal(rule(LIMIT)), clock)) or (0, 0)
     assert reserved == 0 and spent == sum(actuals) <= LIMIT + M
     assert sum(1 for a in actuals if a) >= 10
+
+
+async def test_parallel_reservations_from_two_processes(
+    open_redis: Callable[[], Awaitable[RedisCounters]], redis_test_url: str, prefix: str, clock: FakeClock
+) -> None:
+    await _race_from_two_processes(await open_redis(), redis_test_url, prefix, clock)
+
+
+async def test_parallel_reservations_from_two_processes_on_sqlite(tmp_path: Path, clock: FakeClock) -> None:
+    counters = SQLiteCounters(tmp_path / "counters.db", clock=clock)
+    try:
+        await _race_from_two_processes(counters, str(tmp_path / "counters.db"), "", clock)
+    finally:
+        await counters.aclose()

@@ -9,6 +9,7 @@ import uvicorn
 
 from cloudgate.cli.common import settings_from_args, setup_logging
 from cloudgate.gateway import create_gateway_app
+from cloudgate.gateway.workers import StartupError, serve_workers
 from cloudgate.util.server import uvicorn_config
 
 
@@ -18,6 +19,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--config", "-c", help="settings file (default: $CLOUDGATE_CONFIG or ./cloudgate.yaml)")
     p.add_argument("--host", help="address to listen on (gateway.host)")
     p.add_argument("--port", type=int, help="port to listen on (gateway.port)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes sharing the port, one per core (gateway.workers; default 1)",
+    )
     p.set_defaults(run=run)
 
 
@@ -28,8 +34,17 @@ def run(args: argparse.Namespace) -> int:
         overrides.setdefault("gateway", {})["host"] = args.host
     if args.port is not None:
         overrides.setdefault("gateway", {})["port"] = args.port
+    if args.workers is not None:
+        if args.workers < 1:
+            raise SystemExit(f"cloudgate: --workers must be 1 or more, not {args.workers}")
+        overrides.setdefault("gateway", {})["workers"] = args.workers
     settings = settings_from_args(args, overrides)
     setup_logging(settings.log_level, settings.telemetry.log_format)
+    if settings.gateway.workers > 1:
+        try:
+            return serve_workers(settings)
+        except StartupError as exc:
+            raise SystemExit(f"cloudgate: {exc}") from None
     try:
         app = create_gateway_app(settings)
         app.freeze_gc = True

@@ -100,6 +100,8 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             gateway[key] = env[var]
     if env.get("CLOUDGATE_PORT"):
         gateway["port"] = env["CLOUDGATE_PORT"]
+    if env.get("CLOUDGATE_WORKERS"):
+        gateway["workers"] = env["CLOUDGATE_WORKERS"]
     if env.get("CLOUDGATE_KEYS"):
         gateway["keys"] = [k for k in env["CLOUDGATE_KEYS"].split(",") if k.strip()]
     if "CLOUDGATE_ALLOW_KEYLESS" in env:

@@ -27,6 +27,8 @@ class GatewaySettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8900, ge=0, le=65535)
+    # Worker processes `cloudgate serve` runs, sharing the listening socket (one per core).
+    workers: int = Field(1, ge=1)
     # Keys callers present as `Authorization: Bearer`, `x-api-key`, or in `auth_header`.
     keys: list[str] = Field(default_factory=list)
     # An extra header to read the key from, e.g. `Proxy-Authorization` when the client puts

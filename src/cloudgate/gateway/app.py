@@ -39,6 +39,7 @@ from cloudgate.governance.types import Principal
 from cloudgate.observability.context import RequestContext, enter_request, leave_request
 from cloudgate.observability.health import store_problem
 from cloudgate.observability.metrics import MetricsSink
+from cloudgate.observability.multiprocess import metrics_sink
 from cloudgate.observability.tracing import build_trace_sink
 from cloudgate.protocol.errors import GatewayError, aws_error_body
 from cloudgate.protocol.messages import MessagesCall, Operation, Usage
@@ -661,7 +662,7 @@ def create_gateway_app(
     telemetry = settings.telemetry
     if telemetry.metrics:
         # Read through `state`: startup may replace the router once the AWS region is known.
-        state.metrics = MetricsSink(lambda: state.router, model_name=catalog.anthropic_id)
+        state.metrics = metrics_sink(lambda: state.router, model_name=catalog.anthropic_id)
         state.sinks.append(state.metrics)
     tracer = build_trace_sink(telemetry, app.upstream_host)
     if tracer is not None:

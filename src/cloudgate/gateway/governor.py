@@ -23,10 +23,11 @@ from cloudgate.config.settings import Settings
 from cloudgate.gateway.records import RequestRecord
 from cloudgate.governance.budgets import BudgetExceeded, BudgetGuard, Reservation
 from cloudgate.governance.counters import Counters, MemoryCounters, RedisCounters
-from cloudgate.governance.journal import JournalError, SpendJournal
+from cloudgate.governance.journal import JournalError, SpendJournal, list_segments
 from cloudgate.governance.pricing import estimate_input_tokens, max_cost_micro, premium_factor, price_usage
 from cloudgate.governance.ratelimits import Admission, LimitName, RateLimited, RateLimiter
 from cloudgate.governance.spend import SpendWriter
+from cloudgate.governance.sqlite_counters import SQLiteCounters
 from cloudgate.governance.types import BudgetRule, Principal, SpendEntry
 from cloudgate.protocol.errors import GatewayError
 from cloudgate.protocol.messages import MessagesCall, Operation, Usage
@@ -42,6 +43,24 @@ _CACHE_SECONDS = 5.0  # how long a key lookup is trusted: revocation takes effec
 _MISS_SECONDS = 1.0  # unknown keys are remembered briefly, so a flood of bad keys stays cheap
 _CACHE_LIMIT = 100_000
 _DEFAULT_MAX_TOKENS = 4096  # a count-tokens call or a body without max_tokens
+COUNTERS_FILE = "counters.db"  # in the data directory: the counters `serve --workers N` shares
+
+
+def journal_directory(settings: Settings) -> Path:
+    """The spend journal's directory: `store.journal_dir`, else `<data_dir>/journal`."""
+    if settings.store.journal_dir:
+        return Path(settings.store.journal_dir)
+    return data_dir(settings) / "journal"
+
+
+def default_counters(settings: Settings) -> Counters:
+    """Redis when `redis_url` is set; else a SQLite file the workers share when there are several
+    (each would otherwise spend a whole budget); else this process's memory."""
+    if settings.redis_url:
+        return RedisCounters.from_url(settings.redis_url)
+    if settings.gateway.workers > 1:
+        return SQLiteCounters(data_dir(settings) / COUNTERS_FILE)
+    return MemoryCounters()
 
 
 @dataclass(slots=True)
@@ -56,6 +75,38 @@ class Ticket:
     betas: tuple[str, ...]
 
 
+def leftover_journals(base: Path) -> list[Path]:
+    """Journal directories under `base` that hold segments: `base` itself (a single-process run)
+    and `base/worker-<i>` (the workers of `serve --workers N`, any N)."""
+    if not base.is_dir():
+        return []
+    found = [base] if list_segments(base) else []
+    for child in sorted(base.glob("worker-*")):
+        if child.is_dir() and list_segments(child):
+            found.append(child)
+    return found
+
+
+async def replay_journals(directories: Iterable[Path], store: Store) -> int:
+    """Write what earlier runs left in these journals to the store; returns the entries written.
+
+    A journal another process holds (a gateway still running on this data directory) is left to it.
+    """
+    total = 0
+    for directory in directories:
+        try:
+            writer = SpendWriter(SpendJournal(directory), store.spend_sink())
+        except JournalError as exc:
+            log.warning("not replaying %s: %s", directory, exc)
+            continue
+        replayed = await writer.start()
+        await writer.close()
+        if replayed:
+            log.warning("recorded %d requests left in the spend journal %s", len(replayed), directory)
+        total += len(replayed)
+    return total
+
+
 class Governor:
     """Keys from the store, budgets, rate limits and the spend log, for one gateway process."""
 
@@ -65,14 +116,11 @@ class Governor:
         self._url = database_url(settings)
         self.store = Store.open(self._url)
         if counters is None:
-            counters = RedisCounters.from_url(settings.redis_url) if settings.redis_url else MemoryCounters()
+            counters = default_counters(settings)
         self.counters = counters
         self.budgets = BudgetGuard(counters, self._load_spent)
         self.limiter = RateLimiter(counters)
-        journal_dir = (
-            Path(settings.store.journal_dir) if settings.store.journal_dir else data_dir(settings) / "journal"
-        )
-        self._journal_dir = journal_dir
+        self._journal_dir = journal_directory(settings)
         self.writer: SpendWriter | None = None
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self.cache_seconds = _CACHE_SECONDS
@@ -87,6 +135,10 @@ class Governor:
         replayed = await self.writer.start()
         if replayed:
             log.warning("recorded %d requests left in the spend journal by a previous run", len(replayed))
+        if self._journal_dir == journal_directory(self._settings):
+            # A single process after a run with several workers: their journals are owed too.
+            workers = [d for d in leftover_journals(self._journal_dir) if d != self._journal_dir]
+            await replay_journals(workers, self.store)
 
     async def close(self) -> None:
         """Write out every queued spend entry and release connections."""

@@ -143,16 +143,22 @@ class BudgetGuard:
             await asyncio.gather(*(self._seed(rules[i], holds[i], planned[i][1]) for i in result.unseeded))
         raise BudgetUnavailable(f"budget counters for key {principal.key_id} could not be seeded")
 
-    async def _seed(self, rule: BudgetRule, hold: BudgetHold, start: datetime) -> None:
+    def _seed(self, rule: BudgetRule, hold: BudgetHold, start: datetime) -> Awaitable[None]:
         # Requests arriving together on a fresh counter share one database load. The future only
         # says "done": a waiter whose seeding failed finds the counter still unseeded on its next
-        # attempt and tries itself, so errors reach a caller that awaits the load.
+        # attempt and tries itself, so errors reach a caller that awaits the load. The load is
+        # registered here, before any await (gather runs coroutines as tasks, a step later), so
+        # a request whose counter reply comes just after this one's joins its load.
         pending = self._seeding.get(hold.key)
         if pending is not None:
-            await asyncio.shield(pending)
-            return
+            return asyncio.shield(pending)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seeding[hold.key] = future
+        return self._load_and_seed(rule, hold, start, future)
+
+    async def _load_and_seed(
+        self, rule: BudgetRule, hold: BudgetHold, start: datetime, future: asyncio.Future[None]
+    ) -> None:
         try:
             spent = await self._load_spent(rule, start)
             await self._counters.seed(hold.key, spent, hold.ttl_s)

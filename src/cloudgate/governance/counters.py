@@ -175,6 +175,38 @@ def _retry_after(
     return float(wb * bs)
 
 
+def judge_admission(
+    windows: Sequence[WindowCheck],
+    buckets: Sequence[dict[int, int]],
+    slots: Sequence[SlotCheck],
+    slot_counts: Sequence[int],
+    window_s: int,
+    bucket_s: int,
+    now: float,
+) -> AdmitResult:
+    """`admit`'s verdict on what each window's buckets and each slot key hold now (a backend
+    adds to them when it is ok); a refusal names the check that frees last."""
+    wb = window_s // bucket_s
+    used: list[int] = []
+    refused: int | None = None
+    worst = -1.0
+    for i, (check, window) in enumerate(zip(windows, buckets, strict=True)):
+        total = sum(window.values())
+        used.append(total)
+        need = _need(check.add, check.limit)
+        if total + need > check.limit:
+            retry = _retry_after(window, total, need, check.limit, wb, bucket_s, now)
+            if retry > worst:
+                refused, worst = i, retry
+    for j, (check_slot, count) in enumerate(zip(slots, slot_counts, strict=True)):
+        used.append(count)
+        if count >= check_slot.limit and worst < SLOT_RETRY_S:
+            refused, worst = len(windows) + j, SLOT_RETRY_S
+    if refused is not None:
+        return AdmitResult(ok=False, used=tuple(used), refused=refused, retry_after_s=worst)
+    return AdmitResult(ok=True, used=tuple(used))
+
+
 @dataclass(slots=True)
 class _MemBudget:
     spent: int
@@ -285,33 +317,20 @@ class MemoryCounters:
     ) -> AdmitResult:
         """Check every window and slot; if all pass, add to the windows and take the slots."""
         now = self.clock()
-        wb, bs = self.window_s // self.bucket_s, self.bucket_s
-        used: list[int] = []
-        refused: int | None = None
-        worst = -1.0
         window_buckets = [self._window(w.key, now) for w in windows]
-        for i, (check, buckets) in enumerate(zip(windows, window_buckets, strict=True)):
-            total = sum(buckets.values())
-            used.append(total)
-            need = _need(check.add, check.limit)
-            if total + need > check.limit:
-                retry = _retry_after(buckets, total, need, check.limit, wb, bs, now)
-                if retry > worst:
-                    refused, worst = i, retry
         held = [self._slots_of(s.key, now) for s in slots]
-        for j, (check_slot, tokens) in enumerate(zip(slots, held, strict=True)):
-            used.append(len(tokens))
-            if len(tokens) >= check_slot.limit and worst < SLOT_RETRY_S:
-                refused, worst = len(windows) + j, SLOT_RETRY_S
-        if refused is not None:
-            return AdmitResult(ok=False, used=tuple(used), refused=refused, retry_after_s=worst)
-        bucket = math.floor(now / bs)
+        verdict = judge_admission(
+            windows, window_buckets, slots, [len(t) for t in held], self.window_s, self.bucket_s, now
+        )
+        if not verdict.ok:
+            return verdict
+        bucket = math.floor(now / self.bucket_s)
         for check, buckets in zip(windows, window_buckets, strict=True):
             if check.add:
                 buckets[bucket] = buckets.get(bucket, 0) + check.add
         for tokens in held:
             tokens[token] = now + self.slot_ttl_s
-        return AdmitResult(ok=True, used=tuple(used))
+        return verdict
 
     async def record(self, adds: Sequence[WindowAdd], release_slots: Sequence[str], token: str) -> None:
         """Add to windows (late counts, corrections) and give back `token`'s slots."""

@@ -196,9 +196,14 @@ class MetricsSink:
             ("reason",),
             registry=registry,
         )
-        Gauge("cloudgate_build_info", "The running cloudgate.", ("version",), registry=registry).labels(
-            __version__
-        ).set(1)
+        # With several workers (observability/multiprocess.py): one sample per live worker.
+        Gauge(
+            "cloudgate_build_info",
+            "The running cloudgate.",
+            ("version",),
+            registry=registry,
+            multiprocess_mode="liveall",
+        ).labels(__version__).set(1)
         # Plain numbers rather than metric children where the request path only adds: a list
         # element costs a tenth of a Counter's locked increment, and money stays an integer
         # (micro-dollars) until it is exported. The scrape-time collector reads them.

@@ -1,0 +1,328 @@
+"""Counters in a SQLite file, shared by the worker processes of one `cloudgate serve` on one host.
+
+The third backend of `cloudgate.governance.counters.Counters`, with the same semantics as the
+memory and Redis ones (the same tests run against all three): budgets with holds, sliding rate
+windows in buckets, concurrency slots with an expiry. It is what `--workers N` uses when no
+Redis is configured: memory counters would give each worker a whole budget of its own.
+
+Every operation is one short transaction opened with `BEGIN IMMEDIATE`, so it takes the
+database's write lock before reading and is atomic across processes, like a Redis script. The
+file is in WAL mode (readers never wait for the writer) with `synchronous=NORMAL`: counters are
+not the record of spending (the spend log is), so a power loss may drop the last commits, never
+corrupt the file. The sqlite3 calls run in one thread of this process's own, one at a time, so
+the event loop never waits for a lock another worker holds; `busy_timeout` bounds that wait.
+
+Tables: `budgets(key, spent, reserved, expires_at)`, `holds(key, hold_id, amount, expires_at)`,
+`buckets(key, bucket, amount)` (bucket = epoch // bucket_s), `slots(key, token, expires_at)`;
+`expires_at` is epoch seconds, NULL for a budget that never expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from cloudgate.governance.counters import (
+    DEFAULT_BUCKET_S,
+    DEFAULT_SLOT_TTL_S,
+    DEFAULT_WINDOW_S,
+    AdmitResult,
+    BudgetHold,
+    ReserveResult,
+    SlotCheck,
+    WindowAdd,
+    WindowCheck,
+    judge_admission,
+)
+
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS budgets (
+  key TEXT PRIMARY KEY, spent INTEGER NOT NULL, reserved INTEGER NOT NULL, expires_at REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holds (
+  key TEXT NOT NULL, hold_id TEXT NOT NULL, amount INTEGER NOT NULL, expires_at REAL NOT NULL,
+  PRIMARY KEY (key, hold_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS buckets (
+  key TEXT NOT NULL, bucket INTEGER NOT NULL, amount INTEGER NOT NULL, PRIMARY KEY (key, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS slots (
+  key TEXT NOT NULL, token TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (key, token)
+) WITHOUT ROWID;
+"""
+
+T = TypeVar("T")
+
+
+def open_counter_db(path: Path) -> sqlite3.Connection:
+    """A connection to the counters file at `path` (created, in WAL mode, with the tables)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Autocommit mode (isolation_level=None): the transactions are the explicit BEGIN IMMEDIATE.
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def reset_counter_db(path: Path) -> None:
+    """Empty the counters file (a fresh `serve` run: budgets are seeded again from the store)."""
+    conn = open_counter_db(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for table in ("budgets", "holds", "buckets", "slots"):
+            conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+class SQLiteCounters:
+    """Counters in a SQLite file, shared by the processes that open it; one transaction a call."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        window_s: int = DEFAULT_WINDOW_S,
+        bucket_s: int = DEFAULT_BUCKET_S,
+        slot_ttl_s: int = DEFAULT_SLOT_TTL_S,
+    ) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.window_s = window_s
+        self.bucket_s = bucket_s
+        self.slot_ttl_s = slot_ttl_s
+        self._conn: sqlite3.Connection | None = None
+        # One thread: the connection is used by one call at a time, in order.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-counters")
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = open_counter_db(self.path)
+        return self._conn
+
+    async def _run(self, work: Callable[[sqlite3.Connection, float], T]) -> T:
+        now = self.clock()  # read on the loop: a test clock is not thread-safe
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._transaction, work, now)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection, float], T], now: float) -> T:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn, now)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    # -- budgets ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _live_budget(conn: sqlite3.Connection, key: str, now: float) -> tuple[int, int] | None:
+        row = conn.execute("SELECT spent, reserved, expires_at FROM budgets WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        if row[2] is not None and row[2] <= now:
+            conn.execute("DELETE FROM budgets WHERE key = ?", (key,))
+            conn.execute("DELETE FROM holds WHERE key = ?", (key,))
+            return None
+        return int(row[0]), int(row[1])
+
+    async def reserve(
+        self, holds: Sequence[BudgetHold], hold_id: str, amount: int, hold_ttl_s: float
+    ) -> ReserveResult:
+        """Hold `amount` on every counter, or on none if one would pass its limit."""
+
+        def work(conn: sqlite3.Connection, now: float) -> ReserveResult:
+            budgets = [self._live_budget(conn, h.key, now) for h in holds]
+            unseeded = tuple(i for i, b in enumerate(budgets) if b is None)
+            if unseeded:
+                return ReserveResult(ok=False, unseeded=unseeded)
+            current: list[int] = []
+            for hold in holds:
+                # Holds past their expiry belonged to a request that never finished: spending.
+                expired = conn.execute(
+                    "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key = ? AND expires_at <= ?",
+                    (hold.key, now),
+                ).fetchone()[0]
+                if expired:
+                    conn.execute(
+                        "UPDATE budgets SET reserved = reserved - ?1, spent = spent + ?1 WHERE key = ?2",
+                        (expired, hold.key),
+                    )
+                    conn.execute("DELETE FROM holds WHERE key = ? AND expires_at <= ?", (hold.key, now))
+                row = conn.execute(
+                    "SELECT spent + reserved FROM budgets WHERE key = ?", (hold.key,)
+                ).fetchone()
+                current.append(int(row[0]))
+            for i, hold in enumerate(holds):
+                if current[i] + max(amount, 1) > hold.limit:
+                    return ReserveResult(ok=False, refused=i, current=current[i])
+            for hold in holds:
+                conn.execute(
+                    "INSERT OR REPLACE INTO holds (key, hold_id, amount, expires_at) VALUES (?, ?, ?, ?)",
+                    (hold.key, hold_id, amount, now + hold_ttl_s),
+                )
+                if hold.ttl_s:
+                    conn.execute(
+                        "UPDATE budgets SET reserved = reserved + ?, expires_at = ? WHERE key = ?",
+                        (amount, now + hold.ttl_s, hold.key),
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE budgets SET reserved = reserved + ? WHERE key = ?", (amount, hold.key)
+                    )
+            return ReserveResult(ok=True)
+
+        return await self._run(work)
+
+    async def _finish_hold(self, keys: Sequence[str], hold_id: str, actual: int | None) -> None:
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            for key in keys:
+                if self._live_budget(conn, key, now) is None:
+                    continue
+                row = conn.execute(
+                    "DELETE FROM holds WHERE key = ? AND hold_id = ? RETURNING amount", (key, hold_id)
+                ).fetchone()
+                if row is None:
+                    continue
+                conn.execute(
+                    "UPDATE budgets SET reserved = reserved - ?, spent = spent + ? WHERE key = ?",
+                    (int(row[0]), actual or 0, key),
+                )
+
+        await self._run(work)
+
+    async def settle(self, keys: Sequence[str], hold_id: str, actual: int) -> None:
+        """Replace the hold `hold_id` by `actual` spending (no-op if the hold is gone)."""
+        await self._finish_hold(keys, hold_id, actual)
+
+    async def release(self, keys: Sequence[str], hold_id: str) -> None:
+        """Drop the hold `hold_id` without spending (no-op if the hold is gone)."""
+        await self._finish_hold(keys, hold_id, None)
+
+    async def seed(self, key: str, spent: int, ttl_s: int) -> bool:
+        """Create a budget counter with `spent` unless it exists; True if created."""
+
+        def work(conn: sqlite3.Connection, now: float) -> bool:
+            if self._live_budget(conn, key, now) is not None:
+                return False
+            conn.execute(
+                "INSERT INTO budgets (key, spent, reserved, expires_at) VALUES (?, ?, 0, ?)",
+                (key, spent, now + ttl_s if ttl_s else None),
+            )
+            return True
+
+        return await self._run(work)
+
+    async def budget(self, key: str) -> tuple[int, int] | None:
+        """(spent, reserved) of a budget counter, None if unseeded."""
+        return await self._run(lambda conn, now: self._live_budget(conn, key, now))
+
+    # -- rate windows and concurrency slots ---------------------------------------------------
+
+    def _first_bucket(self, now: float) -> int:
+        return math.floor(now / self.bucket_s) - self.window_s // self.bucket_s + 1
+
+    def _window(self, conn: sqlite3.Connection, key: str, now: float) -> dict[int, int]:
+        conn.execute("DELETE FROM buckets WHERE key = ? AND bucket < ?", (key, self._first_bucket(now)))
+        rows = conn.execute("SELECT bucket, amount FROM buckets WHERE key = ?", (key,))
+        return {int(b): int(a) for b, a in rows}
+
+    @staticmethod
+    def _slot_count(conn: sqlite3.Connection, key: str, now: float) -> int:
+        conn.execute("DELETE FROM slots WHERE key = ? AND expires_at <= ?", (key, now))
+        return int(conn.execute("SELECT COUNT(*) FROM slots WHERE key = ?", (key,)).fetchone()[0])
+
+    async def admit(
+        self, windows: Sequence[WindowCheck], slots: Sequence[SlotCheck], token: str
+    ) -> AdmitResult:
+        """Check every window and slot; if all pass, add to the windows and take the slots."""
+
+        def work(conn: sqlite3.Connection, now: float) -> AdmitResult:
+            buckets = [self._window(conn, w.key, now) for w in windows]
+            counts = [self._slot_count(conn, s.key, now) for s in slots]
+            verdict = judge_admission(windows, buckets, slots, counts, self.window_s, self.bucket_s, now)
+            if not verdict.ok:
+                return verdict
+            bucket = math.floor(now / self.bucket_s)
+            for check in windows:
+                if check.add:
+                    conn.execute(
+                        "INSERT INTO buckets (key, bucket, amount) VALUES (?1, ?2, ?3) "
+                        "ON CONFLICT (key, bucket) DO UPDATE SET amount = amount + ?3",
+                        (check.key, bucket, check.add),
+                    )
+            for check_slot in slots:
+                conn.execute(
+                    "INSERT OR REPLACE INTO slots (key, token, expires_at) VALUES (?, ?, ?)",
+                    (check_slot.key, token, now + self.slot_ttl_s),
+                )
+            return verdict
+
+        return await self._run(work)
+
+    async def record(self, adds: Sequence[WindowAdd], release_slots: Sequence[str], token: str) -> None:
+        """Add to windows (late counts, corrections) and give back `token`'s slots."""
+        if not adds and not release_slots:
+            return
+
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            first = self._first_bucket(now)
+            for add in adds:
+                bucket = math.floor(add.at / self.bucket_s)
+                if bucket < first or not add.amount:
+                    continue  # the bucket has left the window: nothing left to correct
+                row = conn.execute(
+                    "SELECT amount FROM buckets WHERE key = ? AND bucket = ?", (add.key, bucket)
+                ).fetchone()
+                value = (int(row[0]) if row else 0) + add.amount
+                if value > 0:
+                    conn.execute(
+                        "INSERT OR REPLACE INTO buckets (key, bucket, amount) VALUES (?, ?, ?)",
+                        (add.key, bucket, value),
+                    )
+                else:
+                    conn.execute("DELETE FROM buckets WHERE key = ? AND bucket = ?", (add.key, bucket))
+            for key in release_slots:
+                conn.execute("DELETE FROM slots WHERE key = ? AND token = ?", (key, token))
+
+        await self._run(work)
+
+    async def window_total(self, key: str) -> int:
+        """The sum of a window over the last `window_s` seconds."""
+        return await self._run(lambda conn, now: sum(self._window(conn, key, now).values()))
+
+    async def slots_in_use(self, key: str) -> int:
+        """Unexpired concurrency slots held in `key`."""
+        return await self._run(lambda conn, now: self._slot_count(conn, key, now))
+
+    async def clear(self) -> None:
+        """Delete every counter in the file (tests and administration)."""
+
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            for table in ("budgets", "holds", "buckets", "slots"):
+                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+        await self._run(work)
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the thread."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+        self._thread.shutdown(wait=False)
