@@ -614,7 +614,9 @@ def wrk(ep: Endpoint, mode: str, conc: int, seconds: float) -> dict[str, Any]:
     argv = ["wrk", "-t1", f"-c{conc}", f"-d{seconds:g}s", "--latency", "--timeout", "10s", "-s", str(LUA)]
     argv += [ep.urls[mode], "--", str(ep.bodies[mode]), *ep.headers]
     load_before = os.getloadavg()[0]
+    cpu_before = cpu_seconds(ep.pid)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    cpu_after = cpu_seconds(ep.pid)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -632,7 +634,25 @@ def wrk(ep: Endpoint, mode: str, conc: int, seconds: float) -> dict[str, Any]:
         "errors": raw["errors"],
         "error_count": sum(raw["errors"].values()),
         "loadavg_1m_before": load_before,
+        # The server's CPU time (all its threads) per completed request: steadier than req/s on
+        # a shared machine, since other processes' load changes it far less.
+        "cpu_us_per_request": (
+            (cpu_after - cpu_before) / raw["requests"] * 1e6
+            if cpu_before is not None and cpu_after is not None and raw["requests"]
+            else None
+        ),
     }
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds used so far by process `pid` (None without one)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def first_byte(
@@ -692,16 +712,18 @@ def table(
 ) -> list[str]:
     """The main table: one row per target, body kind and concurrency."""
     what = f"what sits between wrk and {upstream_kind.split()[0]}"
-    out = header(what, "answer", "conc.", "req/s", "p50", "p99", "errors")
+    out = header(what, "answer", "conc.", "req/s", "p50", "p99", "CPU/req", "errors")
     for name, label in labels.items():
         for mode in MODES:
             for conc in concurrency:
                 r = cells.get(f"{name}/{mode}/c{conc}")
                 if r is None:
                     continue
+                cpu = r.get("cpu_us_per_request")
                 out.append(
                     f"| {label} | {ANSWER[mode]} | {conc} | {r['rps']:,.0f} | {fmt_ms(r['p50_ms'])} | "
-                    f"{fmt_ms(r['p99_ms'])} | {r['error_count'] or ''} |"
+                    f"{fmt_ms(r['p99_ms'])} | {'' if cpu is None else f'{cpu:,.0f} us'} | "
+                    f"{r['error_count'] or ''} |"
                 )
     return out
 
