@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -260,6 +261,8 @@ def test_every_journal_is_replayed_after_kill_9(tmp_path: Path, upstream: Backgr
     assert left_workers <= set(spend)
     assert any(interrupted for _, interrupted, _ in spend.values())
     assert "spend journal" in second.log()
+    # The metric files of the run killed with the group are gone: the next run removed them.
+    assert not list(Path(tempfile.gettempdir()).glob(f"cloudgate-metrics-{first.proc.pid}-*"))
     left_again = _crash_under_load(second, [journal / "worker-0", journal / "worker-1"])
     # Back to a single process: it replays the workers' journals as well as its own.
     last = Server(config)

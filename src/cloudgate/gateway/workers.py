@@ -33,6 +33,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -368,6 +369,26 @@ class Supervisor:
                 time.sleep(0.05)
 
 
+def metrics_directory() -> str:
+    """A fresh directory for this run's metric files, named after this process; those of runs
+    whose parent is gone (killed before it could remove them) are removed first."""
+    for old in Path(tempfile.gettempdir()).glob("cloudgate-metrics-*-*"):
+        owner = old.name.split("-")[2]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"cloudgate-metrics-{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def serve_workers(settings: Settings) -> int:
     """Serve with `settings.gateway.workers` processes until SIGTERM/SIGINT; the exit code.
 
@@ -380,7 +401,7 @@ def serve_workers(settings: Settings) -> int:
     del probe
     gc.collect()  # what it opened (a request log file) is not for the workers to inherit
     sock = bind_socket(settings.gateway.host, settings.gateway.port)
-    metrics_dir = tempfile.mkdtemp(prefix="cloudgate-metrics-") if settings.telemetry.metrics else None
+    metrics_dir = metrics_directory() if settings.telemetry.metrics else None
     try:
         try:
             asyncio.run(prepare_shared_state(settings))
