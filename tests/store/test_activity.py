@@ -6,9 +6,11 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from cloudgate.activity import ActivityEntry, ActivityFilter
+from cloudgate.activity.entry import ENTRY_FIELDS
 from cloudgate.store import Store
 
 T0 = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -210,3 +212,17 @@ async def test_entries_keep_their_types(store: Store) -> None:
     assert got == bare
     assert got is not None and got.started_at.tzinfo is not None
     assert dataclasses.asdict(got)["attempts"] == []
+
+
+async def test_a_batch_larger_than_one_statement(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudgate.store import common
+
+    monkeypatch.setattr(common, "_SQLITE_VARIABLES", 5 * len(ENTRY_FIELDS))  # five rows a statement
+    batch = [entry(f"req_{i:03d}", T0 + timedelta(seconds=i), output_tokens=i) for i in range(23)]
+    batch.append(entry("req_004", T0, output_tokens=99))  # a repeat: the last one wins
+    await store.activity.write(batch)
+    assert await store.activity.count() == 23
+    got = await store.activity.get("req_004")
+    assert got is not None and got.output_tokens == 99
+    again = await store.activity.get("req_022")
+    assert again is not None and again.output_tokens == 22

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -106,6 +108,14 @@ class BulkUpsert:
             self._prepared[dialect.name] = prepared
         return prepared
 
+    def _multi_row(self, sql: str, rows: int) -> str:
+        """`sql` (one row of placeholders) with `rows` rows of them: one statement for SQLite."""
+        group = "(" + ", ".join("?" * len(self.columns)) + ")"
+        head, found, tail = sql.partition(" VALUES " + group)
+        if not found:
+            raise RuntimeError(f"unexpected upsert statement for {self.table.name}: {sql[:80]}")
+        return f"{head} VALUES {', '.join([group] * rows)}{tail}"
+
     async def write(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -136,10 +146,23 @@ class BulkUpsert:
             return
         async with lock if lock is not None else contextlib.nullcontext(), sessions.begin() as session:
             connection = await session.connection()
-            await connection.exec_driver_sql(sql, params)
+            if bind.dialect.name != "sqlite":
+                await connection.exec_driver_sql(sql, params)  # asyncpg pipelines executemany
+                return
+            # One multi-row statement per chunk, not executemany: the SQLite driver takes the GIL
+            # back for every row's parameters, and while the event loop is busy each of those
+            # waits a whole switch interval (5 ms), so a 500-row batch took seconds under load
+            # and the queues behind it grew. SQLite applies the upsert row by row, in order.
+            per_statement = max(1, _SQLITE_VARIABLES // len(self.columns))
+            for start in range(0, len(params), per_statement):
+                chunk = params[start : start + per_statement]
+                flat = tuple(itertools.chain.from_iterable(chunk))
+                await connection.exec_driver_sql(self._multi_row(sql, len(chunk)), flat)
 
 
 _ROWS_PER_SLICE = 50  # a few hundred microseconds of work on the event loop
+# Bound parameters per statement: SQLite's default limit since 3.32 (older builds: 999).
+_SQLITE_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
 def _sqlite_time(value: datetime) -> str:
