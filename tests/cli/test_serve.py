@@ -92,3 +92,39 @@ def test_port_in_use_is_one_clear_error(tmp_path: Path):
         == f"cloudgate: cannot listen on 127.0.0.1:{port}: address already in use"
     )
     assert "Traceback" not in err
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_limit():
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+
+    code = (
+        "import resource\n"
+        "from cloudgate.cli.serve import raise_open_files_limit\n"
+        "before = resource.getrlimit(resource.RLIMIT_NOFILE)[0]\n"
+        "raise_open_files_limit()\n"
+        "print(before, resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], preexec_fn=lower, capture_output=True, text=True, timeout=60, check=True
+    )
+    before, after = map(int, done.stdout.split())
+    assert before == low
+    assert after == (hard if hard != resource.RLIM_INFINITY else max(low, 1 << 20))
+
+
+def test_the_upstream_connection_cap_is_a_setting():
+    from cloudgate.config import load_settings
+    from cloudgate.gateway import create_gateway_app
+
+    def transport_limit(**gateway: object) -> int:
+        settings = load_settings(env={}, overrides={"gateway": {"keys": ["cg-test"], **gateway}})
+        return int(create_gateway_app(settings, governance=False).state.transport._limit)
+
+    assert transport_limit(max_upstream_connections=3) == 3
+    assert transport_limit() == 10_000

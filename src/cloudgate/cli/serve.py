@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import resource
 from typing import Any
 
 import uvicorn
@@ -11,6 +13,8 @@ from cloudgate.cli.common import settings_from_args, setup_logging
 from cloudgate.gateway import create_gateway_app
 from cloudgate.gateway.workers import StartupError, serve_workers
 from cloudgate.util.server import uvicorn_config
+
+log = logging.getLogger("cloudgate.serve")
 
 
 def add_parser(sub: Any) -> None:
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.setdefault("gateway", {})["workers"] = args.workers
     settings = settings_from_args(args, overrides)
     setup_logging(settings.log_level, settings.telemetry.log_format)
+    raise_open_files_limit()
     if settings.gateway.workers > 1:
         try:
             return serve_workers(settings)
@@ -61,3 +66,18 @@ def run(args: argparse.Namespace) -> int:
     )
     server.run()
     return 0 if server.started else 1
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one (workers inherit it).
+
+    Each streaming answer holds two sockets, the caller's and the upstream's, for its whole
+    length; the usual soft limit of 1,024 would refuse connections at ~500 concurrent streams.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):  # some platforms cap below the hard limit: keep the soft one
+            log.warning("could not raise the open-files limit above %d", soft)

@@ -38,6 +38,9 @@ class GatewaySettings(_Section):
     allow_keyless: bool = False
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    # Open upstream connections at most (per process); a request past it waits for one. Every
+    # streaming answer holds one for its whole length. 0: no limit but the process's open files.
+    max_upstream_connections: int = Field(10_000, ge=0)
     # Write one JSON line per request (usage included), to `request_log` or standard error.
     log_requests: bool = True
     request_log: str | None = None

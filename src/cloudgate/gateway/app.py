@@ -639,7 +639,8 @@ def create_gateway_app(
         catalog = Catalog.from_file(settings.catalog_file) if settings.catalog_file else default_catalog()
     t = settings.gateway.timeouts
     transport = transport or Transport(
-        timeouts=Timeouts(connect=t.connect, first_byte=t.first_byte, idle=t.idle, total=t.total)
+        limit=settings.gateway.max_upstream_connections,
+        timeouts=Timeouts(connect=t.connect, first_byte=t.first_byte, idle=t.idle, total=t.total),
     )
     if providers is None:
         providers = build_providers(settings, transport)
