@@ -93,27 +93,24 @@ class UpstreamResponse:
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive, with the idle and total timeouts applied per read."""
         content = self._resp.content
-        loop = asyncio.get_running_loop()
-        phase = "idle"
+        watch = _ReadWatch(self)
         try:
-            # One timeout for the whole body, moved before each read and disarmed while the
-            # chunk is with the consumer: cheaper than a new timeout per chunk.
-            async with asyncio.timeout(None) as deadline:
-                while True:
-                    budget, phase = self._budget()
-                    deadline.reschedule(loop.time() + budget)
-                    try:
-                        chunk, _ = await content.readchunk()
-                    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                        raise UpstreamDisconnected(f"upstream closed the stream: {exc}") from exc
-                    deadline.reschedule(None)
-                    if not chunk:
-                        return
-                    yield chunk
-        except TimeoutError:
-            seconds = self._timeouts.idle if phase == "idle" else (self._timeouts.total or 0)
-            raise UpstreamTimeout(phase, seconds) from None
+            while True:
+                watch.reading()
+                try:
+                    chunk, _ = await content.readchunk()
+                except asyncio.CancelledError:
+                    if watch.expired():
+                        raise UpstreamTimeout(watch.phase, watch.limit) from None
+                    raise
+                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                    raise UpstreamDisconnected(f"upstream closed the stream: {exc}") from exc
+                watch.paused()  # the chunk is with the consumer: its time does not count
+                if not chunk:
+                    return
+                yield chunk
         finally:
+            watch.stop()
             self._resp.release()
 
     def release(self) -> None:
@@ -123,6 +120,90 @@ class UpstreamResponse:
     def close(self) -> None:
         """Drop the connection: used when the caller went away mid-stream."""
         self._resp.close()
+
+
+class _ReadWatch:
+    """The idle and total timeouts of a streamed body, with one lazy timer per stream.
+
+    A read notes when it started and how long it may take; the timer, when it fires, expires
+    the read if it is past that, and otherwise sets itself again for the read's own limit. A
+    timer rescheduled around every chunk cost more than the rest of a chunk's relay, and
+    streams run to thousands of chunks. Expiry cancels the reading task, as `asyncio.timeout`
+    does, and `expired()` tells that cancellation from any other.
+    """
+
+    __slots__ = (
+        "_allowed",
+        "_cancelling",
+        "_due",
+        "_expired",
+        "_handle",
+        "_loop",
+        "_response",
+        "_since",
+        "_task",
+        "limit",
+        "phase",
+    )
+
+    def __init__(self, response: UpstreamResponse) -> None:
+        self._response = response
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._cancelling = self._task.cancelling() if self._task is not None else 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0  # when the timer fires
+        self._expired = False
+        self._since: float | None = None  # when the current read started; None between reads
+        self._allowed = 0.0  # how long the current read may take
+        self.limit = 0.0  # the configured limit that applies, for the error message
+        self.phase = "idle"
+
+    def reading(self) -> None:
+        """A read starts now (raises UpstreamTimeout if the total time is already spent)."""
+        budget, self.phase = self._response._budget()
+        timeouts = self._response._timeouts
+        self.limit = timeouts.idle if self.phase == "idle" else (timeouts.total or 0)
+        now = self._loop.time()
+        self._since, self._allowed = now, budget
+        due = now + budget
+        if self._handle is None or self._due > due:
+            self._arm(due)
+
+    def paused(self) -> None:
+        """The read returned."""
+        self._since = None
+
+    def _arm(self, due: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._due = due
+        self._handle = self._loop.call_at(due, self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        since = self._since
+        if since is None:
+            return  # between reads: the next read sets the timer again
+        due = since + self._allowed
+        if self._loop.time() < due:
+            self._arm(due)
+            return
+        self._expired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def expired(self) -> bool:
+        """Whether the cancellation being handled is this watch's (then it is absorbed)."""
+        if not self._expired or self._task is None:
+            return False
+        return self._task.uncancel() <= self._cancelling
+
+    def stop(self) -> None:
+        """No more reads."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class Transport:
