@@ -71,13 +71,17 @@ def test_not_found_skips_only_that_model_for_a_while():
 def test_concurrency_halves_on_throttling_and_grows_back_one_per_success():
     board, clock = _board(max_concurrency=16, cooldown_failures=10)
     entry = board.get("d", "m")
-    _fail(board, entry, Outcome.THROTTLED)
+    for _ in range(16):
+        board.acquire(entry, clock.now)
+    board.release(entry, Outcome.THROTTLED, "429")
     assert entry.limit == 8
-    _fail(board, entry, Outcome.THROTTLED)
+    board.release(entry, Outcome.THROTTLED, "429")
     assert entry.limit == 8, "one burst of 429s within a second halves once"
     clock.now += 1.5
-    _fail(board, entry, Outcome.THROTTLED)
+    board.release(entry, Outcome.THROTTLED, "429")
     assert entry.limit == 4
+    while entry.in_flight:
+        board.release(entry, Outcome.NEUTRAL)
     for _ in range(4):
         board.acquire(entry, clock.now)
     assert entry.state(clock.now) == "saturated" and not board.usable(entry, clock.now)
@@ -88,6 +92,15 @@ def test_concurrency_halves_on_throttling_and_grows_back_one_per_success():
         board.acquire(entry, clock.now)
         board.release(entry, Outcome.SUCCESS)
     assert entry.limit == 16, "never above the deployment's cap"
+
+
+def test_throttling_far_below_the_cap_halves_what_was_in_flight():
+    board, clock = _board(cooldown_failures=10)  # the default cap: 10,000
+    entry = board.get("d", "m")
+    for _ in range(40):
+        board.acquire(entry, clock.now)
+    board.release(entry, Outcome.THROTTLED, "429")
+    assert entry.limit == 20
 
 
 def test_neutral_outcomes_leave_health_alone():

@@ -276,7 +276,8 @@ class RoutingSettings(_Section):
     not_found_seconds: float = Field(600.0, gt=0)
     # Adaptive concurrency per deployment: halves on 429/529, grows back by one per success.
     adaptive_concurrency: bool = True
-    max_concurrency: int = Field(256, ge=1)
+    # Requests in flight per deployment and model at most (every stream counts for its length).
+    max_concurrency: int = Field(10_000, ge=1)
     # Keep a session (x-claude-code-session-id, else the prompt prefix) on one deployment.
     affinity: bool = True
     affinity_ttl: float = Field(3600.0, gt=0)

@@ -12,8 +12,8 @@ region (Vertex quotas are per base model and region; a model may be missing in o
 - A deployment's `rpm` caps the requests sent to it per minute (a sliding estimate over the
   current and previous minute), whatever the model.
 - Adaptive concurrency (AIMD): the number of requests in flight is capped; a 429/529 halves
-  the cap (at most once per second, so one burst counts once), each success adds one back up
-  to the deployment's `max_concurrency`.
+  the cap, or the requests then in flight when fewer (at most once per second, so one burst
+  counts once), each success adds one back up to the deployment's `max_concurrency`.
 """
 
 from __future__ import annotations
@@ -185,7 +185,10 @@ class HealthBoard:
         if outcome is Outcome.THROTTLED:
             entry.throttled += 1
             if settings.adaptive_concurrency and now - entry.last_decrease >= 1.0:
-                entry.limit = max(1.0, entry.limit / 2)
+                # Half of what was really in flight (this request included) when that is below
+                # the cap: a cap far above the load would otherwise take many halvings to bite.
+                window = min(entry.limit, float(entry.in_flight + 1))
+                entry.limit = max(1.0, window / 2)
                 entry.last_decrease = now
         if was_probe or entry.consecutive_failures >= settings.cooldown_failures:
             if entry.cooldown_seconds <= 0:
