@@ -217,7 +217,7 @@ async def test_entries_keep_their_types(store: Store) -> None:
 async def test_a_batch_larger_than_one_statement(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     from cloudgate.store import common
 
-    monkeypatch.setattr(common, "_SQLITE_VARIABLES", 5 * len(ENTRY_FIELDS))  # five rows a statement
+    monkeypatch.setattr(common, "_SQLITE_VARIABLES", 5 * len(ENTRY_FIELDS))  # four rows a statement
     batch = [entry(f"req_{i:03d}", T0 + timedelta(seconds=i), output_tokens=i) for i in range(23)]
     batch.append(entry("req_004", T0, output_tokens=99))  # a repeat: the last one wins
     await store.activity.write(batch)

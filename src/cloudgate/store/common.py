@@ -79,6 +79,7 @@ class BulkUpsert:
         self.where = where
         self.columns = tuple(c.name for c in table.columns)
         self._prepared: dict[str, tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]] = {}
+        self._statements: dict[tuple[str, int], str] = {}  # (one-row SQL, rows) -> multi-row SQL
 
     def _prepare(self, dialect: Dialect) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
         prepared = self._prepared.get(dialect.name)
@@ -110,11 +111,15 @@ class BulkUpsert:
 
     def _multi_row(self, sql: str, rows: int) -> str:
         """`sql` (one row of placeholders) with `rows` rows of them: one statement for SQLite."""
-        group = "(" + ", ".join("?" * len(self.columns)) + ")"
-        head, found, tail = sql.partition(" VALUES " + group)
-        if not found:
-            raise RuntimeError(f"unexpected upsert statement for {self.table.name}: {sql[:80]}")
-        return f"{head} VALUES {', '.join([group] * rows)}{tail}"
+        key = (sql, rows)
+        text = self._statements.get(key)
+        if text is None:
+            group = "(" + ", ".join("?" * len(self.columns)) + ")"
+            head, found, tail = sql.partition(" VALUES " + group)
+            if not found:
+                raise RuntimeError(f"unexpected upsert statement for {self.table.name}: {sql[:80]}")
+            text = self._statements[key] = f"{head} VALUES {', '.join([group] * rows)}{tail}"
+        return text
 
     async def write(
         self,
@@ -153,11 +158,21 @@ class BulkUpsert:
             # back for every row's parameters, and while the event loop is busy each of those
             # waits a whole switch interval (5 ms), so a 500-row batch took seconds under load
             # and the queues behind it grew. SQLite applies the upsert row by row, in order.
-            per_statement = max(1, _SQLITE_VARIABLES // len(self.columns))
-            for start in range(0, len(params), per_statement):
-                chunk = params[start : start + per_statement]
-                flat = tuple(itertools.chain.from_iterable(chunk))
-                await connection.exec_driver_sql(self._multi_row(sql, len(chunk)), flat)
+            # Statement sizes are powers of two, the last chunk padded by repeating its last row
+            # (an upsert of the same row again changes nothing): the driver then caches a
+            # handful of statements per table, not one per batch length (prepared statements of
+            # hundreds of rows are large: that cache grew the process by tens of MB), and a
+            # batch still takes one or two statements, each a round trip to the driver's thread.
+            largest = 1 << max(0, (_SQLITE_VARIABLES // len(self.columns)).bit_length() - 1)
+            start = 0
+            while start < len(params):
+                chunk = params[start : start + largest]
+                rows = min(largest, 1 << (len(chunk) - 1).bit_length())
+                chunk += [chunk[-1]] * (rows - len(chunk))
+                await connection.exec_driver_sql(
+                    self._multi_row(sql, rows), tuple(itertools.chain.from_iterable(chunk))
+                )
+                start += largest
 
 
 _ROWS_PER_SLICE = 50  # a few hundred microseconds of work on the event loop
