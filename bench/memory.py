@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import run  # bench/run.py: processes, the nginx upstream, the gateway's configuration, wrk
-import streams  # bench/streams.py: the work directory's life cycle, the JSON file
 
 MAX_GROWTH_MB = 10.0
 MAX_SLOPE_MB_PER_100K = 1.0
@@ -304,11 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed: apt-get install -y wrk (bench/run.sh does it as root)", file=sys.stderr)
         return 1
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    done = streams.in_workdir("cloudgate-memory-bench-", args.keep, lambda bench: measure(bench, args, stamp))
+    done = run.in_workdir("cloudgate-memory-bench-", args.keep, lambda bench: measure(bench, args, stamp))
     if isinstance(done, int):
         return done
     doc, lines = done
-    lines.append(streams.save("memory", stamp, doc))
+    lines.append(run.save_results(f"{stamp}-memory.json", stamp, doc))
     print("\n".join(lines))
     return 0
 

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import ttfb
@@ -80,6 +80,9 @@ class PeerUnavailable(Exception):
 
 
 # -- processes ----------------------------------------------------------------------------------
+
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -614,9 +617,9 @@ def wrk(ep: Endpoint, mode: str, conc: int, seconds: float) -> dict[str, Any]:
     argv = ["wrk", "-t1", f"-c{conc}", f"-d{seconds:g}s", "--latency", "--timeout", "10s", "-s", str(LUA)]
     argv += [ep.urls[mode], "--", str(ep.bodies[mode]), *ep.headers]
     load_before = os.getloadavg()[0]
-    cpu_before = cpu_seconds(ep.pid)
+    cpu_before = None if ep.pid is None else cpu_seconds(ep.pid)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    cpu_after = cpu_seconds(ep.pid)
+    cpu_after = None if ep.pid is None else cpu_seconds(ep.pid)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -644,15 +647,13 @@ def wrk(ep: Endpoint, mode: str, conc: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds used so far by process `pid` (None without one)."""
-    if pid is None:
-        return None
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid`, all its threads (0 when it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def first_byte(
@@ -974,18 +975,32 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed: apt-get install -y wrk (bench/run.sh does it as root)", file=sys.stderr)
         return 1
 
-    workdir = Path(tempfile.mkdtemp(prefix="cloudgate-bench-"))
-    procs = Procs(workdir)
-    bench = Bench(workdir, procs)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    keep = args.keep
+    report = in_workdir(
+        "cloudgate-bench-",
+        args.keep,
+        lambda bench: run(
+            bench, targets, seconds, warmup, args.rounds, stamp, args.concurrency, first_byte_runs
+        ),
+    )
+    if isinstance(report, int):
+        return report
+    print("\n".join(report))
+    return 0
+
+
+def in_workdir(prefix: str, keep: bool, work: Callable[[Bench], T]) -> T | int:
+    """Call `work` with a fresh work directory and process set, and stop every server it started
+    whatever happens (error, Ctrl-C, SIGTERM). Its result, or the exit status when it could not
+    finish: 1 on a BenchError (the work directory is then kept, for the servers' logs), 130 when
+    interrupted. Every benchmark in bench/ runs through it."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    procs = Procs(workdir)
     try:
         with terminate_on_sigterm():
-            report = run(
-                bench, targets, seconds, warmup, args.rounds, stamp, args.concurrency, first_byte_runs
-            )
+            return work(Bench(workdir, procs))
     except BenchError as exc:
-        keep = True  # the servers' logs say what went wrong
+        keep = True
         print(f"\nbenchmark aborted: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -997,8 +1012,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work directory kept: {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print("\n".join(report))
-    return 0
+
+
+def save_results(filename: str, stamp: str, doc: dict[str, Any]) -> str:
+    """Write `doc`, with the stamp, the commit and the machine, to bench/results/<filename>; the
+    report line that says where."""
+    head = {
+        "stamp": stamp,
+        "commit": git_head(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / filename
+    out.write_bytes(orjson.dumps(head | doc, option=orjson.OPT_INDENT_2, default=str))
+    return f"\nraw figures: {out.relative_to(ROOT)}"
 
 
 def progress(rnd: int, key: str, figures: str, errors: object = None) -> None:
@@ -1156,16 +1187,7 @@ def run(
     if any(c["error_count"] for c in cells.values()) or any(c["errors"] for c in first_cells.values()):
         lines.append("\n!! some measurements had errors (column `errors`): their figures are not comparable")
 
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"{stamp}.json"
     doc = {
-        "stamp": stamp,
-        "commit": git_head(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
         "upstream": bench.upstream_kind,
         "wrk": {
             "threads": 1,
@@ -1190,8 +1212,7 @@ def run(
         "skipped": skipped,
         "memory_kb": memory,
     }
-    out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str))
-    lines.append(f"\nraw figures: {out.relative_to(ROOT)}")
+    lines.append(save_results(f"{stamp}.json", stamp, doc))
     return lines
 
 

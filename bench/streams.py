@@ -28,30 +28,22 @@ import asyncio
 import contextlib
 import itertools
 import os
-import platform
 import resource
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
-import orjson
 import run  # bench/run.py: processes, the gateway's configuration, request bodies
 
 from cloudgate.util.tasks import spawn
 
-T = TypeVar("T")
-
 MAX_RSS_MB = 250.0
 OVER_MS = 200.0  # gaps above this are counted (short of a stall, but worth seeing)
-TICK = os.sysconf("SC_CLK_TCK")
 HEAD_EVENTS = 2  # message_start, content_block_start
 TAIL_EVENTS = 3  # content_block_stop, message_delta, message_stop
 
@@ -63,16 +55,6 @@ def raise_fd_limit() -> int:
         target = hard if hard != resource.RLIM_INFINITY else 1 << 20
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
 
 
 @dataclass
@@ -145,10 +127,10 @@ async def sample(pids: dict[str, int], out: list[dict[str, Any]], stop: asyncio.
     t0 = time.monotonic()
     me = os.getpid()
     while True:
-        row: dict[str, Any] = {"t": round(time.monotonic() - t0, 2), "cpu_s": {"client": cpu_seconds(me)}}
+        row: dict[str, Any] = {"t": round(time.monotonic() - t0, 2), "cpu_s": {"client": run.cpu_seconds(me)}}
         for name, pid in pids.items():
             row[name] = run.rss_kb(pid)
-            row["cpu_s"][name] = cpu_seconds(pid)
+            row["cpu_s"][name] = run.cpu_seconds(pid)
         out.append(row)
         if stop.is_set():
             return
@@ -402,49 +384,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def in_workdir(prefix: str, keep: bool, work: Callable[[run.Bench], T]) -> T | int:
-    """Call `work` with a fresh work directory and process set, and stop every server it started
-    whatever happens (error, Ctrl-C, SIGTERM). Its result, or the exit status when it could not
-    finish: 1 on a BenchError (the work directory is then kept, for the servers' logs), 130 when
-    interrupted. Shared with bench/memory.py."""
-    workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    procs = run.Procs(workdir)
-    try:
-        with run.terminate_on_sigterm():
-            return work(run.Bench(workdir, procs))
-    except run.BenchError as exc:
-        keep = True
-        print(f"\nbenchmark aborted: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping the servers", file=sys.stderr)
-        return 130
-    finally:
-        procs.stop_all()
-        if keep:
-            print(f"work directory kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-def save(name: str, stamp: str, doc: dict[str, Any]) -> str:
-    """Write `doc`, with the commit and the machine, to bench/results/<stamp>-<name>.json; the
-    line that says where."""
-    head = {
-        "stamp": stamp,
-        "commit": run.git_head(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
-    }
-    run.RESULTS.mkdir(exist_ok=True)
-    out = run.RESULTS / f"{stamp}-{name}.json"
-    out.write_bytes(orjson.dumps(head | doc, option=orjson.OPT_INDENT_2))
-    return f"\nraw figures: {out.relative_to(run.ROOT)}"
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when it completed (whatever the figures), 1 when it could not."""
     args = parse_args(argv)
@@ -456,11 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     if fds < 2 * args.streams + 200:
         print(f"!! open-file limit {fds} is below the {2 * args.streams + 200} needed", file=sys.stderr)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    runs = in_workdir("cloudgate-streams-bench-", args.keep, lambda bench: measure(bench, args, wanted))
+    runs = run.in_workdir("cloudgate-streams-bench-", args.keep, lambda bench: measure(bench, args, wanted))
     if isinstance(runs, int):
         return runs
     lines = report(runs, args, stamp)
-    lines.append(save("streams", stamp, {"options": vars(args), "open_file_limit": fds, "runs": runs}))
+    lines.append(
+        run.save_results(
+            f"{stamp}-streams.json", stamp, {"options": vars(args), "open_file_limit": fds, "runs": runs}
+        )
+    )
     print("\n".join(lines))
     return 0
 

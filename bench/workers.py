@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import orjson
 import run as harness  # bench/run.py: processes, the upstream, wrk, the cloudgate target
 
 MODES = ("json", "stream")
@@ -93,21 +90,12 @@ def worker_pids(parent: int) -> list[int]:
     return sorted(found) or [parent]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of `pid` so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(ep: harness.Endpoint, proc: harness.Proc, mode: str, conc: int, seconds: float) -> dict[str, Any]:
     """One wrk run, with each worker's share of the CPU time it took."""
     pids = worker_pids(proc.popen.pid)
-    before = [cpu_seconds(p) for p in pids]
+    before = [harness.cpu_seconds(p) for p in pids]
     result = harness.wrk(ep, mode, conc, seconds)
-    used = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+    used = [harness.cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
     result["worker_cpu_s"] = [round(u, 2) for u in used]
     # Requests per second of worker CPU: whether a request costs more with several workers
     # (shared counters, metric files, store contention) or they just got less of the machine.
@@ -128,19 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk (bench/run.sh does it as root)", file=sys.stderr)
         return 1
-    workdir = Path(tempfile.mkdtemp(prefix="cloudgate-bench-workers-"))
-    bench = harness.Bench(workdir, harness.Procs(workdir))
-    try:
-        with harness.terminate_on_sigterm():
-            lines = run(bench, args.workers, seconds, rounds, time.strftime("%Y%m%d-%H%M%S"))
-    except harness.BenchError as exc:
-        print(f"\nbenchmark aborted: {exc}\nserver logs kept in {workdir}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        bench.procs.stop_all()
-    shutil.rmtree(workdir, ignore_errors=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    lines = harness.in_workdir(
+        "cloudgate-bench-workers-", False, lambda bench: run(bench, args.workers, seconds, rounds, stamp)
+    )
+    if isinstance(lines, int):
+        return lines
     print("\n".join(lines))
     return 0
 
@@ -214,16 +195,7 @@ def run(bench: harness.Bench, many: int, seconds: float, rounds: int, stamp: str
         )
     if any(c["error_count"] for c in cells.values()):
         lines.append("\n!! some measurements had errors: their figures are not comparable")
-    harness.RESULTS.mkdir(exist_ok=True)
-    out = harness.RESULTS / f"workers-{stamp}.json"
     doc = {
-        "stamp": stamp,
-        "commit": harness.git_head(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
         "upstream": bench.upstream_kind,
         "wrk": {"threads": 1, "seconds": seconds, "warmup_seconds": 1.0, "rounds": rounds},
         "workers_compared": list(counts),
@@ -232,8 +204,7 @@ def run(bench: harness.Bench, many: int, seconds: float, rounds: int, stamp: str
         "median": cells,
         "ratios": ratios,
     }
-    out.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str))
-    lines.append(f"\nraw figures: {out.relative_to(harness.ROOT)}")
+    lines.append(harness.save_results(f"workers-{stamp}.json", stamp, doc))
     return lines
 
 
