@@ -89,6 +89,15 @@ class DisconnectWatch:
         self._done = True
         self._watcher.cancel()
 
+    def absorb(self) -> bool:
+        """In an `except CancelledError`: whether this watch cancelled the task (the client went
+        away); if so the cancellation is taken back, so the handler can end normally."""
+        if not self.fired:
+            return False
+        if self._task is not None:
+            self._task.uncancel()
+        return True
+
 
 def _response_headers(
     resp: UpstreamResponse, request_id: str, caller: WireFormat, content_type: str | None = None
@@ -160,11 +169,8 @@ async def forward(
         watch.done()
         plan.finished(attempt, _stream_outcome(record), record.status, record.error_type)
     except asyncio.CancelledError:
-        if not watch.fired:
+        if not watch.absorb():
             raise
-        current = asyncio.current_task()
-        if current is not None:
-            current.uncancel()
         if resp is not None:
             resp.close()
         raise ClientDisconnected from None

@@ -717,11 +717,8 @@ async def _stream(answer: Streamed, status: int, receive: Receive, send: Send) -
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         watch.done()
     except asyncio.CancelledError:
-        if not watch.fired:
+        if not watch.absorb():
             raise
-        current = asyncio.current_task()
-        if current is not None:
-            current.uncancel()
     except BaseException:
         # A failure mid-stream ends the response unfinished, so the client cannot take a cut
         # export for a whole one.
