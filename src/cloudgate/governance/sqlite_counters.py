@@ -40,6 +40,7 @@ from cloudgate.governance.counters import (
     WindowCheck,
     judge_admission,
 )
+from cloudgate.util.sqlite import enable_wal
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -70,7 +71,7 @@ def open_counter_db(path: Path) -> sqlite3.Connection:
         path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
     )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    enable_wal(conn, BUSY_TIMEOUT_MS / 1000)
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(_SCHEMA)
     return conn

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from cloudgate.config.settings import Settings
+from cloudgate.util.sqlite import enable_wal
 
 DATABASE_FILE = "cloudgate.db"
 # Milliseconds a SQLite writer waits for another process's write lock before failing: several
@@ -98,8 +99,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # the spend journal covers. SQLite leaves foreign keys off unless asked, per connection.
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
+        enable_wal(cursor, SQLITE_BUSY_TIMEOUT_MS / 1000)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
