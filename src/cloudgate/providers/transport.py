@@ -1,7 +1,9 @@
-"""The upstream HTTP client: one pooled aiohttp session behind a small interface.
+"""The upstream HTTP client behind a small interface: pooled keep-alive connections.
 
-aiohttp was chosen by measurement (see docs/decisions/0002-aiohttp-upstream-client.md); keeping
-it behind `Transport` means a change of client touches this file only.
+The client itself is `providers/http1.py`, written for this job because the general-purpose
+clients cost more per request than everything cloudgate does for governance (see
+docs/decisions/0002-aiohttp-upstream-client.md and 0031-lean-upstream-client.md); keeping it
+behind `Transport` means a change of client touches these two files only.
 
 Timeouts, all in seconds:
 - connect: TCP (and TLS) connection establishment;
@@ -17,8 +19,9 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
-import aiohttp
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict
+
+from cloudgate.providers.http1 import Client, ConnectFailed, ConnectionLost, ConnectTimeout, Response
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,12 +63,12 @@ class UpstreamResponse:
 
     __slots__ = ("_deadline", "_resp", "_timeouts", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts, deadline: float | None) -> None:
+    def __init__(self, resp: Response, timeouts: Timeouts, deadline: float | None) -> None:
         self._resp = resp
         self._timeouts = timeouts
         self._deadline = deadline
         self.status: int = resp.status
-        self.headers: CIMultiDictProxy[str] = resp.headers
+        self.headers: CIMultiDict[str] = resp.headers
 
     def _budget(self) -> tuple[float, str]:
         idle = self._timeouts.idle
@@ -85,25 +88,25 @@ class UpstreamResponse:
         except TimeoutError:
             seconds = self._timeouts.idle if phase == "idle" else (self._timeouts.total or 0)
             raise UpstreamTimeout(phase, seconds) from None
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        except ConnectionLost as exc:
             raise UpstreamDisconnected(f"upstream closed the connection mid-body: {exc}") from exc
         finally:
-            self._resp.release()
+            self._resp.close()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive, with the idle and total timeouts applied per read."""
-        content = self._resp.content
+        resp = self._resp
         watch = _ReadWatch(self)
         try:
             while True:
                 watch.reading()
                 try:
-                    chunk, _ = await content.readchunk()
+                    chunk = await resp.readchunk()
                 except asyncio.CancelledError:
                     if watch.expired():
                         raise UpstreamTimeout(watch.phase, watch.limit) from None
                     raise
-                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                except ConnectionLost as exc:
                     raise UpstreamDisconnected(f"upstream closed the stream: {exc}") from exc
                 watch.paused()  # the chunk is with the consumer: its time does not count
                 if not chunk:
@@ -111,11 +114,11 @@ class UpstreamResponse:
                 yield chunk
         finally:
             watch.stop()
-            self._resp.release()
+            resp.close()
 
     def release(self) -> None:
-        """Give the connection back (or drop it if the body was not fully read)."""
-        self._resp.release()
+        """Done with the response: a body not read to its end drops the connection."""
+        self._resp.close()
 
     def close(self) -> None:
         """Drop the connection: used when the caller went away mid-stream."""
@@ -209,30 +212,20 @@ class _ReadWatch:
 class Transport:
     """A pooled HTTP client for upstream calls."""
 
-    def __init__(
-        self, *, limit: int = 1000, limit_per_host: int = 0, timeouts: Timeouts | None = None
-    ) -> None:
+    def __init__(self, *, limit: int = 1000, timeouts: Timeouts | None = None) -> None:
         self._limit = limit
-        self._limit_per_host = limit_per_host
         self.timeouts = timeouts or Timeouts()
-        self._session: aiohttp.ClientSession | None = None
-        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._client: Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                limit_per_host=self._limit_per_host,
-                ttl_dns_cache=300,
-                enable_cleanup_closed=True,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=False,  # bytes pass through as the upstream sent them
-                skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-        return self._session
+    def _get_client(self) -> Client:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:  # connections belong to one loop
+            if self._client is not None:
+                self._client.close()
+            self._client = Client(self._limit)
+            self._loop = loop
+        return self._client
 
     async def request(
         self,
@@ -245,33 +238,25 @@ class Transport:
     ) -> UpstreamResponse:
         """Send a request and wait for the response headers (connect and first-byte timeouts)."""
         t = timeouts or self.timeouts
-        session = self._get_session()
+        client = self._get_client()
         deadline = time.monotonic() + t.total if t.total else None
         wait = t.first_byte if deadline is None else min(t.first_byte, t.total or t.first_byte)
         phase = "first_byte" if wait == t.first_byte else "total"
-        client_timeout = self._client_timeouts.get(t.connect)
-        if client_timeout is None:  # one per connect limit: building one costs more than a request's headers
-            client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, connect=t.connect)
-            self._client_timeouts[t.connect] = client_timeout
         try:
             async with asyncio.timeout(wait):
-                resp = await session.request(
-                    method, url, headers=headers, data=body, timeout=client_timeout, allow_redirects=False
-                )
+                resp = await client.request(method, url, headers, body, connect_timeout=t.connect)
         except TimeoutError:
             raise UpstreamTimeout(phase, wait) from None
-        except aiohttp.ServerTimeoutError as exc:
+        except ConnectTimeout as exc:
             raise UpstreamTimeout("connect", t.connect) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamConnectError(
-                f"cannot connect to upstream {exc.host}:{exc.port}: {exc.os_error}"
-            ) from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        except ConnectFailed as exc:
+            raise UpstreamConnectError(str(exc)) from exc
+        except ConnectionLost as exc:
             raise UpstreamDisconnected(f"upstream connection failed: {exc}") from exc
         return UpstreamResponse(resp, t, deadline)
 
     async def close(self) -> None:
         """Close every pooled connection."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
