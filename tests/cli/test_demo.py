@@ -1,4 +1,5 @@
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -31,6 +32,9 @@ def test_demo_runs_with_zero_configuration():
     assert "AWS_BEARER_TOKEN_BEDROCK=cg-demo-fixed" in out
     assert "/invoke-with-response-stream -> 200" in out
     assert out.count("status 200, tokens in") == 3
+    assert re.search(
+        rf"console   http://127\.0\.0\.1:{port}/ui   sign in with the admin key cg-admin-[0-9a-f]{{24}}", out
+    )
 
 
 def test_demo_plays_each_upstream():

@@ -17,7 +17,19 @@ from cloudgate.store import Store, current_revision, downgrade, head_revision, u
 from cloudgate.store.models import Base
 from tests.store.conftest import Database
 
-TABLES = {"teams", "users", "api_keys", "budgets", "limits", "spend", "activity", "alembic_version"}
+TABLES = {
+    "teams",
+    "users",
+    "api_keys",
+    "budgets",
+    "limits",
+    "spend",
+    "activity",
+    "spend_hourly",
+    "spend_daily",
+    "console_sessions",
+    "alembic_version",
+}
 
 
 async def test_empty_to_head(database: Database) -> None:
@@ -25,7 +37,7 @@ async def test_empty_to_head(database: Database) -> None:
     try:
         assert await current_revision(engine) is None
         await upgrade(engine)
-        assert await current_revision(engine) == head_revision() == "0003"
+        assert await current_revision(engine) == head_revision() == "0005"
         async with engine.connect() as conn:
             names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             assert names >= TABLES

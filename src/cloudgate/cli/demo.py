@@ -105,6 +105,7 @@ async def _demo(args: argparse.Namespace) -> int:
     emulator_url = f"http://{host}:{emulator_port}"
     gateway_url = f"http://{host}:{gateway_port}"
     key = args.key or "cg-demo-" + secrets.token_hex(12)
+    admin_key = "cg-admin-" + secrets.token_hex(12)  # signs in to the web console
     state_dir = Path(tempfile.mkdtemp(prefix="cloudgate-demo-"))
     key_file = state_dir / "service-account.json"
 
@@ -123,6 +124,7 @@ async def _demo(args: argparse.Namespace) -> int:
         env={},  # the demo is hermetic: nothing in the caller's environment changes it
         overrides={
             "gateway": {"host": host, "port": gateway_port, "keys": [key]},
+            "admin_key": admin_key,
             "data_dir": str(state_dir),
             "provider": args.provider,
             "vertex": {
@@ -155,7 +157,7 @@ async def _demo(args: argparse.Namespace) -> int:
     try:
         await _until_started(gateway, gateway_task, "gateway")
         ok = await _first_requests(gateway_url, key, sink)
-        _print_instructions(gateway_url, emulator_url, key, ok, args.provider)
+        _print_instructions(gateway_url, emulator_url, key, ok, args.provider, admin_key)
         if not args.once:
             print("Press Ctrl-C to stop.", flush=True)
             await stop.wait()
@@ -238,7 +240,9 @@ def _print_record(record: RequestRecord) -> None:
     )
 
 
-def _print_instructions(gateway_url: str, emulator_url: str, key: str, ok: bool, provider: str) -> None:
+def _print_instructions(
+    gateway_url: str, emulator_url: str, key: str, ok: bool, provider: str, admin_key: str
+) -> None:
     plays = {
         "vertex": "Vertex AI and Google OAuth",
         "bedrock": "Amazon Bedrock",
@@ -249,6 +253,7 @@ def _print_instructions(gateway_url: str, emulator_url: str, key: str, ok: bool,
 cloudgate demo {"is running" if ok else "started, but the first requests failed (see above)"}
   gateway   {gateway_url}   key {key}
   emulator  {emulator_url}   (playing {plays[provider]}: the gateway's upstream)
+  console   {gateway_url}/ui   sign in with the admin key {admin_key}
 
 Point Claude Code at the gateway, in any mode:
 

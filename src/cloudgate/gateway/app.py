@@ -24,6 +24,7 @@ from cloudgate import __version__
 from cloudgate.activity import ActivityLog
 from cloudgate.catalog import Catalog, default_catalog
 from cloudgate.config.settings import DeploymentSettings, Settings
+from cloudgate.console import Console
 from cloudgate.gateway import caching, proxy
 from cloudgate.gateway.auth import AuthError, Caller, KeyAuthenticator, is_sigv4, presented_keys
 from cloudgate.gateway.frontdoors import anthropic as anthropic_door
@@ -105,6 +106,7 @@ class GatewayApp:
         self._max_body = state.settings.gateway.max_body_bytes
         self._models_body: bytes | None = None
         self._admin_api: AdminAPI | None = None
+        self._console: Console | None = None
         self._ready = True  # the last readiness answer, so only changes are logged
         self.freeze_gc = False  # `cloudgate serve` sets it: the process is the gateway alone
 
@@ -235,6 +237,9 @@ class GatewayApp:
         if path.startswith("/admin/"):
             await self._admin(scope, receive, send)
             return
+        if path == "/ui" or path.startswith("/ui/"):
+            await self._web_console(scope, receive, send)
+            return
         if path in ("/health", "/healthz", "/livez"):
             await send_response(send, 200, orjson.dumps({"status": "ok", "version": __version__}))
             return
@@ -300,6 +305,24 @@ class GatewayApp:
         if self._admin_api is None:
             self._admin_api = AdminAPI(governor.store)
         await self._admin_api(scope, receive, send)
+
+    async def _web_console(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The web console (cloudgate.console), signed in with an admin key like the admin API."""
+        governor = self.state.governor
+        if governor is None:
+            await self._admin_error(send, 404, "not_found", "the web console needs governance (the store)")
+            return
+        if self._console is None:
+
+            async def sign_in(key: str) -> Principal | None:
+                scope = {"type": "http", "headers": [(b"x-api-key", key.encode("latin-1", "replace"))]}
+                try:
+                    return await self._principal(scope)
+                except GatewayError:
+                    return None
+
+            self._console = Console(governor.store, sign_in, lambda: deployments_view(self.state.router))
+        await self._console(scope, receive, send)
 
     async def _admin_error(self, send: Send, status: int, error_type: str, message: str) -> None:
         body = orjson.dumps({"error": {"type": error_type, "message": message}})

@@ -11,6 +11,7 @@ from cloudgate.store.engine import create_engine, create_sessionmaker, data_dir,
 from cloudgate.store.keys import NewKey, generate_key, hash_key
 from cloudgate.store.migrate import current_revision, downgrade, head_revision, upgrade
 from cloudgate.store.policies import BudgetRepository, LimitRepository
+from cloudgate.store.reports import BudgetUse, DeploymentStats, Overview, Reports, SpendPoint, TrafficPoint
 from cloudgate.store.repositories import Store
 from cloudgate.store.spend import SpendReportRow, SpendRepository, SqlSpendSink
 
@@ -18,14 +19,19 @@ __all__ = [
     "UNSET",
     "ActivityRepository",
     "BudgetRepository",
+    "BudgetUse",
     "Conflict",
     "CreatedKey",
+    "DeploymentStats",
     "Invalid",
     "KeyInfo",
     "KeyRepository",
     "LimitRepository",
     "NewKey",
     "NotFound",
+    "Overview",
+    "Reports",
+    "SpendPoint",
     "SpendReportRow",
     "SpendRepository",
     "SqlSpendSink",
@@ -33,6 +39,7 @@ __all__ = [
     "StoreError",
     "TeamInfo",
     "TeamRepository",
+    "TrafficPoint",
     "UserInfo",
     "UserRepository",
     "create_engine",

@@ -9,14 +9,14 @@ import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import JSON, Boolean, ColumnElement, Dialect, Table
+from sqlalchemy import JSON, Boolean, ColumnElement, Date, Dialect, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from cloudgate.governance.types import Scope
 from cloudgate.store.models import ApiKey, Base, Team, User, UtcDateTime
@@ -73,10 +73,18 @@ class BulkUpsert:
     and booleans (integers on SQLite). Reads still go through SQLAlchemy's types and agree.
     """
 
-    def __init__(self, table: Table, key: str, where: ColumnElement[bool] | None = None) -> None:
+    def __init__(
+        self,
+        table: Table,
+        key: str | tuple[str, ...],
+        where: ColumnElement[bool] | None = None,
+        *,
+        add: tuple[str, ...] = (),
+    ) -> None:
         self.table = table
-        self.key = key
+        self.key = (key,) if isinstance(key, str) else key
         self.where = where
+        self.add = frozenset(add)  # columns whose new value is added to the stored one (counters)
         self.columns = tuple(c.name for c in table.columns)
         self._prepared: dict[str, tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]] = {}
         self._statements: dict[tuple[str, int], str] = {}  # (one-row SQL, rows) -> multi-row SQL
@@ -87,8 +95,12 @@ class BulkUpsert:
             insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
             stmt = insert(self.table)
             stmt = stmt.on_conflict_do_update(
-                index_elements=[self.table.c[self.key]],
-                set_={c.name: stmt.excluded[c.name] for c in self.table.columns if c.name != self.key},
+                index_elements=[self.table.c[name] for name in self.key],
+                set_={
+                    c.name: c + stmt.excluded[c.name] if c.name in self.add else stmt.excluded[c.name]
+                    for c in self.table.columns
+                    if c.name not in self.key
+                },
                 where=self.where,
             )
             compiled = stmt.compile(dialect=dialect, column_keys=list(self.columns))
@@ -105,6 +117,8 @@ class BulkUpsert:
                     converters.append((index, _json_text))
                 elif isinstance(kind, Boolean) and sqlite_:
                     converters.append((index, int))
+                elif isinstance(kind, Date) and sqlite_:
+                    converters.append((index, date.isoformat))  # as `Date` stores it
             prepared = (str(compiled), tuple(converters))
             self._prepared[dialect.name] = prepared
         return prepared
@@ -136,7 +150,17 @@ class BulkUpsert:
         otherwise wait for each other in SQLite's busy handler, asleep.
         """
         bind = sessions.kw["bind"]
-        sql, converters = self._prepare(bind.dialect)
+        params = await self.rows(bind.dialect, items, to_row)
+        if not params:
+            return
+        async with lock if lock is not None else contextlib.nullcontext(), sessions.begin() as session:
+            await self.execute(await session.connection(), params)
+
+    async def rows(
+        self, dialect: Dialect, items: Sequence[_T], to_row: Callable[[_T], Sequence[Any]]
+    ) -> list[tuple[Any, ...]]:
+        """The driver's parameters for `items`, built a slice at a time between yields (see `write`)."""
+        _, converters = self._prepare(dialect)
         params: list[tuple[Any, ...]] = []
         for count, item in enumerate(items, 1):
             values = list(to_row(item))
@@ -147,32 +171,40 @@ class BulkUpsert:
             params.append(tuple(values))
             if count % _ROWS_PER_SLICE == 0:
                 await asyncio.sleep(0)
+        return params
+
+    async def execute(self, connection: AsyncConnection, params: list[tuple[Any, ...]]) -> None:
+        """Run the upsert for `params` (from `rows`) on `connection`, inside the caller's transaction."""
         if not params:
             return
-        async with lock if lock is not None else contextlib.nullcontext(), sessions.begin() as session:
-            connection = await session.connection()
-            if bind.dialect.name != "sqlite":
-                await connection.exec_driver_sql(sql, params)  # asyncpg pipelines executemany
-                return
-            # One multi-row statement per chunk, not executemany: the SQLite driver takes the GIL
-            # back for every row's parameters, and while the event loop is busy each of those
-            # waits a whole switch interval (5 ms), so a 500-row batch took seconds under load
-            # and the queues behind it grew. SQLite applies the upsert row by row, in order.
-            # Statement sizes are powers of two, the last chunk padded by repeating its last row
-            # (an upsert of the same row again changes nothing): the driver then caches a
-            # handful of statements per table, not one per batch length (prepared statements of
-            # hundreds of rows are large: that cache grew the process by tens of MB), and a
-            # batch still takes one or two statements, each a round trip to the driver's thread.
-            largest = 1 << max(0, (_SQLITE_VARIABLES // len(self.columns)).bit_length() - 1)
-            start = 0
-            while start < len(params):
-                chunk = params[start : start + largest]
+        dialect = connection.dialect
+        sql, _ = self._prepare(dialect)
+        if dialect.name != "sqlite":
+            await connection.exec_driver_sql(sql, params)  # asyncpg pipelines executemany
+            return
+        # One multi-row statement per chunk, not executemany: the SQLite driver takes the GIL
+        # back for every row's parameters, and while the event loop is busy each of those
+        # waits a whole switch interval (5 ms), so a 500-row batch took seconds under load
+        # and the queues behind it grew. SQLite applies the upsert row by row, in order.
+        # Statement sizes are powers of two, the last chunk padded by repeating its last row
+        # (an upsert of the same row again changes nothing): the driver then caches a
+        # handful of statements per table, not one per batch length (prepared statements of
+        # hundreds of rows are large: that cache grew the process by tens of MB), and a
+        # batch still takes one or two statements, each a round trip to the driver's thread.
+        # (Tables with counters (`add`) are not padded: a repeated row would count twice.)
+        largest = 1 << max(0, (_SQLITE_VARIABLES // len(self.columns)).bit_length() - 1)
+        start = 0
+        while start < len(params):
+            chunk = params[start : start + largest]
+            if self.add:
+                rows = len(chunk)
+            else:
                 rows = min(largest, 1 << (len(chunk) - 1).bit_length())
                 chunk += [chunk[-1]] * (rows - len(chunk))
-                await connection.exec_driver_sql(
-                    self._multi_row(sql, rows), tuple(itertools.chain.from_iterable(chunk))
-                )
-                start += largest
+            await connection.exec_driver_sql(
+                self._multi_row(sql, rows), tuple(itertools.chain.from_iterable(chunk))
+            )
+            start += largest
 
 
 _ROWS_PER_SLICE = 50  # a few hundred microseconds of work on the event loop

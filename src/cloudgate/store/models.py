@@ -16,6 +16,8 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -24,6 +26,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -275,3 +278,78 @@ class Activity(Base):
     request_body: Mapped[str | None] = mapped_column(Text)
     response_body: Mapped[str | None] = mapped_column(Text)
     bodies_truncated: Mapped[bool] = mapped_column(Boolean)
+
+
+# -- report rollups (see cloudgate.store.reports and docs/decisions/0029-console-reports.md) ---------
+
+# Log-scale histogram buckets of a duration in ms: bucket 0 holds [0, 1), bucket i holds
+# [2^((i-1)/3), 2^(i/3)) (three buckets per doubling), the last one everything from 2^(62/3) ms
+# (about 28 minutes) up.
+HISTOGRAM_BUCKETS = 64
+TTFT_COLUMNS = tuple(f"ttft_h{i:02d}" for i in range(HISTOGRAM_BUCKETS))
+LATENCY_COLUMNS = tuple(f"latency_h{i:02d}" for i in range(HISTOGRAM_BUCKETS))
+HOURLY_SUMS = (
+    "requests",
+    "errors",
+    "rate_limited",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_micro",
+)
+DAILY_SUMS = (
+    "requests",
+    "cost_micro",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
+
+
+def _counter(name: str) -> Column[int]:
+    return Column(name, BigInteger, nullable=False)
+
+
+# Per UTC hour and deployment: traffic, errors, tokens, cost and the time-to-first-token and
+# latency histograms; written with the spend rows, in the same transaction.
+spend_hourly = Table(
+    "spend_hourly",
+    Base.metadata,
+    Column("hour", UtcDateTime, primary_key=True),
+    Column("deployment", String(200), primary_key=True),
+    Column("provider", String(32), primary_key=True),
+    Column("region", String(64), primary_key=True),
+    *(_counter(name) for name in HOURLY_SUMS + TTFT_COLUMNS + LATENCY_COLUMNS),
+)
+
+# Per UTC day, key, user, team and model ("" for none): spend per day by owner or model, and
+# budget windows (which start at UTC midnight).
+spend_daily = Table(
+    "spend_daily",
+    Base.metadata,
+    Column("day", Date, primary_key=True),
+    Column("key_id", String(64), primary_key=True),
+    Column("user_id", String(64), primary_key=True),
+    Column("team_id", String(64), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    *(_counter(name) for name in DAILY_SUMS),
+    Index("ix_spend_daily_key_id_day", "key_id", "day"),
+    Index("ix_spend_daily_user_id_day", "user_id", "day"),
+    Index("ix_spend_daily_team_id_day", "team_id", "day"),
+)
+
+
+class ConsoleSessionRow(Base):
+    """One signed-in browser of the web console (`cloudgate.console`); `token_hash` is the
+    SHA-256 of the cookie's token, which is never stored."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(64), index=True)  # "admin" or the store key used
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

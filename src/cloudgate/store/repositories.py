@@ -11,6 +11,7 @@ from cloudgate.store.apikeys import KeyRepository
 from cloudgate.store.directory import TeamRepository, UserRepository
 from cloudgate.store.engine import create_engine, create_sessionmaker, is_sqlite
 from cloudgate.store.policies import BudgetRepository, LimitRepository
+from cloudgate.store.reports import Reports
 from cloudgate.store.spend import SpendRepository, SqlSpendSink
 
 
@@ -34,6 +35,7 @@ class Store:
         self.writes = asyncio.Lock() if is_sqlite(str(engine.url)) else None
         self.spend = SpendRepository(self.sessions, self.writes)
         self.activity = ActivityRepository(self.sessions, self.writes)
+        self.reports = Reports(self)
 
     @classmethod
     def open(cls, url: str, *, schema: str | None = None) -> Store:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import operator
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cloudgate.governance.types import Scope, SpendEntry
 from cloudgate.store.common import BulkUpsert
 from cloudgate.store.models import Spend
+from cloudgate.store.reports import add_to_rollups, rollup_of
 
 ReportBy = Literal["key", "user", "team", "model", "deployment", "day"]
 
@@ -82,7 +84,17 @@ class SpendRepository:
         nothing; an entry written as interrupted when the gateway died is replaced once the
         journal replays its final version, but a final entry is never overwritten.
         """
-        await _UPSERT.write(self._sessions, _deduplicate(entries), _VALUES, self._writes)
+        chosen = _deduplicate(entries)
+        if not chosen:
+            return
+        params = await _UPSERT.rows(self._sessions.kw["bind"].dialect, chosen, _VALUES)
+        rollup = await rollup_of(chosen)
+        writes = self._writes if self._writes is not None else contextlib.nullcontext()
+        async with writes, self._sessions.begin() as session:
+            connection = await session.connection()
+            # The report rollups change in the same transaction, counting each request once.
+            await add_to_rollups(connection, chosen, rollup)
+            await _UPSERT.execute(connection, params)
 
     async def spent_micro(self, scope: Scope, scope_id: str, since: datetime | None = None) -> int:
         """What a key, user or team has spent since `since` (all time if None), in micro-dollars."""

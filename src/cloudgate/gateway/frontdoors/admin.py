@@ -43,6 +43,7 @@ from cloudgate.gateway.frontdoors.admin_views import (
 )
 from cloudgate.gateway.http import BodyTooLarge, ClientGone, read_body, send_response
 from cloudgate.gateway.proxy import DisconnectWatch
+from cloudgate.gateway.routes import match_path
 from cloudgate.gateway.types import Receive, Send
 from cloudgate.gateway.types import Scope as AsgiScope
 from cloudgate.governance.types import Limits, Period, Scope, usd_to_micro
@@ -281,18 +282,7 @@ class Route:
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
         """The path parameters if `segments` fit this route's path, else None."""
-        pattern = self.path.strip("/").split("/")
-        if len(pattern) != len(segments):
-            return None
-        params: dict[str, str] = {}
-        for want, got in zip(pattern, segments, strict=True):
-            if want.startswith("{"):
-                if not got:
-                    return None
-                params[want[1:-1]] = got
-            elif want != got:
-                return None
-        return params
+        return match_path(self.path, segments)
 
 
 class AdminAPI:
@@ -337,8 +327,19 @@ class AdminAPI:
         body: dict[str, Any] = {}
         if route.request is not None:
             body = await _json_object(scope, receive)
+        return await self.run(route.handler, params, query, body)
+
+    async def run(
+        self,
+        handler: Handler,
+        params: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> tuple[int, Any]:
+        """One handler on an already decoded request, the store's errors turned into AdminError
+        (the web console calls the handlers this way, so both check input alike)."""
         try:
-            return await route.handler(self, Request(params, query, body))
+            return await handler(self, Request(params or {}, query or {}, body or {}))
         except NotFound as exc:
             raise not_found(str(exc)) from None
         except Conflict as exc:
