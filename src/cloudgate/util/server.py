@@ -23,11 +23,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 def uvicorn_config(
     app: Any, host: str, port: int, *, log_level: str = "warning", **kw: Any
 ) -> uvicorn.Config:
-    """The uvicorn settings cloudgate runs with: uvloop and httptools when available."""
+    """The uvicorn settings cloudgate runs with: uvloop (accepting in batches, see
+    util/eventloop.py) and httptools when available."""
     try:
         import uvloop  # noqa: F401
 
-        loop = "uvloop"
+        loop = "cloudgate.util.eventloop:new_event_loop"
     except ImportError:
         loop = "asyncio"
     return uvicorn.Config(
