@@ -1,6 +1,7 @@
 """How fast are the console's reports and activity pages over a big database?
 
     .venv/bin/python bench/console.py [--rows 1000000] [--db sqlite|postgresql] [--days 30] [--keep]
+                                      [--no-pages]
 
 Seeds a fresh database (SQLite in a temporary directory; PostgreSQL in a schema of its own on
 $CLOUDGATE_TEST_POSTGRES_URL or --postgres-url, dropped afterwards unless --keep) with --rows
@@ -13,17 +14,23 @@ median of 5 calls after one warm-up:
 - the activity log's first page (`store.activity.list`, 100 rows) for a key, a model, a status,
   a session and errors only, and `store.activity.get(id)`;
 - the spend write path with the rollups (`write_spend`, 500 new entries) and without them;
+- the console's pages end to end over HTTP (unless --no-pages): the real gateway app on the
+  seeded database, served on loopback, signed in through POST /ui/login with its admin key,
+  then GET of the overview (24 h, 7 d, 30 d; by team, user, model), the logs (first page, by
+  key, model, errors only), one request, one session, keys, budgets and deployments, as the
+  median and max of 5 fetches after one warm-up, each of which must answer 200;
 - for comparison, the same aggregates in plain SQL over the raw spend rows, first with the
   existing indexes, then with a covering index on (started_at, ...) added for the occasion.
 
-It prints a table of ms per call and the query plans of the report queries, and writes
-everything to bench/results/console-<db>-<timestamp>.json.
+It prints a table of ms per call, a table of ms per page and the query plans of the report
+queries, and writes everything to bench/results/console-<db>-<timestamp>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -34,22 +41,28 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
+from urllib.parse import quote
 
+import requests
 import run as harness  # bench/run.py: save_results
 from sqlalchemy import event, text
 
 from cloudgate.activity import ActivityFilter
 from cloudgate.activity.entry import ENTRY_FIELDS
+from cloudgate.config import load_settings
+from cloudgate.gateway import create_gateway_app
 from cloudgate.governance.types import Period, Scope, SpendEntry
 from cloudgate.store import Store, create_engine, upgrade
 from cloudgate.store.engine import validate_schema_name
 from cloudgate.store.reports import _DAILY_UPSERT, _HOURLY_UPSERT, _Rollup
 from cloudgate.store.spend import _UPSERT as SPEND_UPSERT
 from cloudgate.store.spend import _VALUES as SPEND_VALUES
+from cloudgate.util.server import serving
 
 MODELS = [
     ("claude-sonnet-4-5", 0.55),
@@ -401,9 +414,15 @@ async def main_async(args: argparse.Namespace) -> int:
         results["write_spend(500) with rollups"] = await timed(with_rollups)
         results["spend upsert(500) without rollups"] = await timed(spend_only)
 
+        pages: dict[str, dict[str, Any]] = {}
+        if args.pages:
+            # Before the raw-SQL comparison, which adds (and drops) an index of its own.
+            pages = await time_pages(store, url, schema, tmp, sample)
         if not args.no_raw:
             results.update(await raw_queries(store, args.db, since, now, args.rows))
         print_table(args, results, plans)
+        if pages:
+            print_pages(args, pages)
         doc = {
             "db": args.db,
             "rows": args.rows,
@@ -411,6 +430,7 @@ async def main_async(args: argparse.Namespace) -> int:
             "seed_seconds": seeded,
             "rollup_rows": cells,
             "results": results,
+            "pages": pages,
             "plans": plans,
         }
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -427,6 +447,115 @@ async def main_async(args: argparse.Namespace) -> int:
             print(f"kept: {schema or tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+ADMIN_KEY = "cg-admin-bench-" + secrets.token_hex(16)
+
+
+@contextlib.contextmanager
+def gateway(url: str, schema: str | None, tmp: Path) -> Iterator[str]:
+    """The real gateway app on the seeded database, served on loopback: its base URL."""
+    settings = load_settings(
+        env={},
+        overrides={
+            "admin_key": ADMIN_KEY,
+            "data_dir": str(tmp / "gateway"),
+            "store": {"url": url, "migrate_on_start": schema is None},
+            # No activity writer or retention job: the seeded rows stay as they are.
+            "activity": {"enabled": False},
+            "gateway": {"log_requests": False},
+            "provider": "anthropic",  # never called: only the console is fetched
+            "anthropic": {"base_url": "http://127.0.0.1:9", "api_key": "sk-ant-bench"},
+        },
+    )
+    with contextlib.ExitStack() as stack:
+        if schema is not None:
+            # The gateway has no setting for a PostgreSQL schema: its store opens on the bench's.
+            opened = Store.open
+            stack.enter_context(
+                mock.patch.object(
+                    Store, "open", staticmethod(lambda url, schema_=None: opened(url, schema=schema))
+                )
+            )
+        app = create_gateway_app(settings)
+        server = stack.enter_context(serving(app))
+        yield server.url
+
+
+def fetch_pages(base: str, paths: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Sign in with the admin key, then time GET of each page: one warm-up, then REPEATS."""
+    http = requests.Session()
+    resp = http.post(base + "/ui/login", data={"key": ADMIN_KEY}, allow_redirects=False, timeout=30)
+    if resp.status_code != 303:
+        raise RuntimeError(f"sign-in failed: {resp.status_code} {resp.text[:200]}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, path in paths.items():
+        runs: list[float] = []
+        size = 0
+        for attempt in range(1 + REPEATS):
+            began = time.perf_counter()
+            resp = http.get(base + path, allow_redirects=False, timeout=300)
+            elapsed = (time.perf_counter() - began) * 1000
+            if resp.status_code != 200:
+                raise RuntimeError(f"GET {path}: {resp.status_code} {resp.text[:200]}")
+            size = len(resp.content)
+            if attempt:
+                runs.append(elapsed)
+        out[name] = {
+            "path": path,
+            "median_ms": statistics.median(runs),
+            "max_ms": max(runs),
+            "runs_ms": runs,
+            "bytes": size,
+        }
+        print(f"  {name:<34} {out[name]['median_ms']:8.1f} ms", file=sys.stderr)
+    return out
+
+
+async def time_pages(
+    store: Store, url: str, schema: str | None, tmp: Path, sample: SpendEntry
+) -> dict[str, dict[str, Any]]:
+    """The console's pages over HTTP, end to end, on the seeded database."""
+    async with store.engine.connect() as conn:
+        busiest = (
+            await conn.execute(
+                text(
+                    "SELECT session_id FROM activity WHERE session_id IS NOT NULL "
+                    "GROUP BY session_id ORDER BY count(*) DESC LIMIT 1"
+                )
+            )
+        ).scalar_one()
+    key = quote(sample.key_id, safe="")
+    paths = {
+        "overview 24h": "/ui/overview?range=24h",
+        "overview 7d": "/ui/overview?range=7d",
+        "overview 30d": "/ui/overview?range=30d",
+        "overview 30d by user": "/ui/overview?range=30d&by=user",
+        "overview 30d by model": "/ui/overview?range=30d&by=model",
+        "logs": "/ui/logs",
+        "logs model": "/ui/logs?model=claude-opus-4",
+        "logs errors": "/ui/logs?errors=true",
+        "logs key": f"/ui/logs?key_id={key}",
+        "logs key + errors": f"/ui/logs?key_id={key}&errors=true",
+        "logs/{request id}": f"/ui/logs/{quote(sample.request_id, safe='')}",
+        "sessions/{session id}": f"/ui/sessions/{quote(busiest, safe='')}",
+        "keys": "/ui/keys",
+        "budgets": "/ui/budgets",
+        "deployments": "/ui/deployments",
+    }
+    print("pages over HTTP:", file=sys.stderr)
+    with gateway(url, schema, tmp) as base:
+        return await asyncio.to_thread(fetch_pages, base, paths)
+
+
+def print_pages(args: argparse.Namespace, pages: dict[str, dict[str, Any]]) -> None:
+    print(f"\nconsole pages over HTTP on {args.db} (median and max of {REPEATS} after a warm-up)")
+    print(f"{'page':<24} {'path':<44} {'ms median':>10} {'ms max':>8} {'bytes':>8}")
+    for name, figures in pages.items():
+        print(
+            f"{name:<24} {figures['path'][:44]:<44} {figures['median_ms']:10.1f} "
+            f"{figures['max_ms']:8.1f} {figures['bytes']:>8}"
+        )
 
 
 async def explain(store: Store, db: str, statement: tuple[str, Any]) -> list[str]:
@@ -534,6 +663,12 @@ def main() -> int:
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the database (path or schema) afterwards")
     parser.add_argument("--no-raw", action="store_true", help="skip the plain-SQL comparison queries")
+    parser.add_argument(
+        "--pages",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time the console's pages over HTTP on the real gateway (default: on)",
+    )
     args = parser.parse_args()
     return asyncio.run(main_async(args))
 

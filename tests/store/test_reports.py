@@ -402,3 +402,17 @@ async def test_reports_read_the_rollups_through_indexes(store: Store, database: 
 def test_public_names() -> None:
     day = date(2025, 1, 1)
     assert SpendPoint(day, "", "(none)", 0, 0).label == "(none)"
+
+
+def test_in_lists_come_in_a_few_lengths_only() -> None:
+    # The SQLite driver keeps one prepared statement per SQL text; an IN list of every length
+    # from 1 to 512 filled that cache with large statements (bench/memory.py).
+    from cloudgate.store.reports import _padded
+
+    lengths = set()
+    for n in range(1, 513):
+        ids = [f"req_{i}" for i in range(n)]
+        padded = _padded(ids)
+        assert set(padded) == set(ids) and padded[:n] == ids
+        lengths.add(len(padded))
+    assert lengths == {1 << k for k in range(10)}

@@ -202,7 +202,7 @@ _CONTRIBUTION = (
     "first_token_ms",
     "latency_ms",
 )
-_IDS_PER_QUERY = 500
+_IDS_PER_QUERY = 512  # a power of two: see _padded
 _ROWS_PER_SLICE = 50  # entries summed between yields to the event loop
 
 
@@ -282,7 +282,7 @@ async def add_to_rollups(
     columns = [_SPEND.c[name] for name in _CONTRIBUTION]
     ids = [entry.request_id for entry in entries]
     for start in range(0, len(ids), _IDS_PER_QUERY):
-        chunk = ids[start : start + _IDS_PER_QUERY]
+        chunk = _padded(ids[start : start + _IDS_PER_QUERY])
         result = await connection.execute(select(*columns).where(_SPEND.c.request_id.in_(chunk)))
         held.update((row.request_id, row) for row in result)
     if held:
@@ -300,6 +300,17 @@ async def add_to_rollups(
 
 def _same(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return row
+
+
+def _padded(ids: list[str]) -> list[str]:
+    """`ids` padded to a power-of-two length with repeats of its last id (same IN result).
+
+    An IN list's length is part of the statement's text, and the SQLite driver keeps a
+    prepared statement per text: batches of every length from 1 to 500 filled its cache with
+    large statements and grew the gateway by ~130 MB (bench/memory.py). Padded, a handful of
+    lengths exist.
+    """
+    return ids + [ids[-1]] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
 
 
 # -- reading them ---------------------------------------------------------------------------------
@@ -464,7 +475,7 @@ class Reports:
                 for start in range(0, len(listed), _IDS_PER_QUERY):
                     stmt = (
                         select(owner, func.sum(_D.cost_micro))
-                        .where(owner.in_(listed[start : start + _IDS_PER_QUERY]))
+                        .where(owner.in_(_padded(listed[start : start + _IDS_PER_QUERY])))
                         .group_by(owner)
                     )
                     if window is not None:
