@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from cloudgate.util.eventloop import BatchAcceptLoop, BatchAcceptServer, new_event_loop
+from cloudgate.util.eventloop import BatchAcceptLoop, BatchAcceptServer, new_event_loop, set_accepts_per_turn
 
 
 class Counting(asyncio.Protocol):
@@ -131,3 +131,13 @@ def test_a_busy_address_is_a_clear_error(loop: asyncio.AbstractEventLoop) -> Non
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match="error while attempting to bind"):
             loop.run_until_complete(loop.create_server(Counting, "127.0.0.1", port))
+
+
+def test_workers_sharing_a_socket_take_one_a_turn(loop: asyncio.AbstractEventLoop) -> None:
+    # `serve --workers N`: one connection per turn, so a busy worker leaves the rest to others.
+    set_accepts_per_turn(1)
+    try:
+        accepted = _accepted_after_a_few_turns(loop, 50)
+    finally:
+        set_accepts_per_turn(None)
+    assert 1 <= accepted < 20

@@ -132,6 +132,10 @@ def _worker_main(
 ) -> int:
     if metrics_dir is not None:
         enable_multiprocess(metrics_dir)
+    if uvicorn_config(None, "", 0).loop != "asyncio":  # uvloop, with batch accepts
+        from cloudgate.util.eventloop import set_accepts_per_turn
+
+        set_accepts_per_turn(1)  # the workers share one socket: take turns (util/eventloop.py)
     app = create_gateway_app(worker_settings(settings, index))
     app.freeze_gc = True  # each worker freezes its own start-up objects once it has started
     config = uvicorn_config(

@@ -10,6 +10,11 @@ and hands each to uvloop with `connect_accepted_socket`; everything else about t
 stays uvloop's. TLS and Unix-socket servers keep uvloop's own server.
 
 `uvicorn_config` (util/server.py) names `new_event_loop` as uvicorn's loop factory.
+
+Worker processes sharing one listening socket (`serve --workers N`) accept one connection per
+turn instead (`set_accepts_per_turn(1)`): the first worker to wake would otherwise take every
+waiting connection, and a benchmark's 16 keep-alive connections all landed on one worker. One
+at a time, an idle worker's quick turns take what a busy worker's slow turns leave.
 """
 
 from __future__ import annotations
@@ -28,6 +33,14 @@ log = logging.getLogger("cloudgate.server")
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
+_accepts_per_turn: int | None = None  # None: up to the backlog
+
+
+def set_accepts_per_turn(count: int | None) -> None:
+    """How many connections a server accepts per turn of the loop (None: up to its backlog)."""
+    global _accepts_per_turn
+    _accepts_per_turn = count
+
 
 class BatchAcceptServer(asyncio.AbstractServer):
     """Listening TCP sockets whose connections are accepted in batches (see the module docstring)."""
@@ -42,7 +55,7 @@ class BatchAcceptServer(asyncio.AbstractServer):
         self._loop = loop
         self._factory = factory
         self._sockets = sockets
-        self._backlog = max(1, backlog)
+        self._per_turn = max(1, min(backlog, _accepts_per_turn or backlog))
         self._serving = False
         self._pending: set[asyncio.Task[Any]] = set()
 
@@ -96,7 +109,7 @@ class BatchAcceptServer(asyncio.AbstractServer):
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
     def _accept(self, listener: socket.socket) -> None:
-        for _ in range(self._backlog):
+        for _ in range(self._per_turn):
             try:
                 conn, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
