@@ -132,7 +132,7 @@ def _worker_main(
 ) -> int:
     if metrics_dir is not None:
         enable_multiprocess(metrics_dir)
-    if uvicorn_config(None, "", 0).loop != "asyncio":  # uvloop, with batch accepts
+    with contextlib.suppress(ImportError):  # no uvloop: asyncio's own loop, nothing to set
         from cloudgate.util.eventloop import set_accepts_per_turn
 
         set_accepts_per_turn(1)  # the workers share one socket: take turns (util/eventloop.py)

@@ -338,12 +338,11 @@ class Connection(asyncio.Protocol):
         self._received = False
         self._no_body = no_body
         self._keep_alive = True
-        if body:
-            self.transport.write(head + body if len(body) < 65536 else head)
-            if len(body) >= 65536:
-                self.transport.write(body)
-        else:
+        if body is not None and len(body) >= 65536:  # large: not copied onto the head
             self.transport.write(head)
+            self.transport.write(body)
+        else:
+            self.transport.write(head + body if body else head)
 
     def pause(self) -> None:
         if self.transport is not None and not self.closed:
@@ -428,15 +427,17 @@ class Pool:
                     ssl=context,
                     server_hostname=host if context is not None else None,
                 )
-        except TimeoutError:
-            raise ConnectTimeout(
-                f"connect to upstream {host}:{port} took over {connect_timeout:g}s"
-            ) from None
-        except OSError as exc:  # refused, unreachable, DNS (socket.gaierror), TLS (ssl.SSLError)
-            raise ConnectFailed(host, port, exc) from exc
-        finally:
+        except BaseException as exc:
             self._open.discard(placeholder)
-            self._wake_one()
+            self._wake_one()  # the slot is free again
+            if isinstance(exc, TimeoutError):
+                raise ConnectTimeout(
+                    f"connect to upstream {host}:{port} took over {connect_timeout:g}s"
+                ) from None
+            if isinstance(exc, OSError):  # refused, unreachable, DNS (gaierror), TLS (SSLError)
+                raise ConnectFailed(host, port, exc) from exc
+            raise
+        self._open.discard(placeholder)  # the connection takes over its slot: nobody to wake
         if self._closed:
             conn.abort(None)
             raise ConnectionLost("the client was closed")
