@@ -76,9 +76,39 @@ async def test_a_full_batch_is_written_at_once(tmp_path: Path) -> None:
     await log.start()
     for i in range(7):
         log.emit(rec(i))
-    # Long before the interval: the fifth record woke the writer, which took what was queued.
+    # Long before the interval: the fifth record woke the writer, which took all that was queued.
     await until(lambda: len(repo.rows) == 7, within=2.0)
-    assert repo.batches == [[f"req_{i:05d}" for i in range(5)], ["req_00005", "req_00006"]]
+    assert repo.batches == [[f"req_{i:05d}" for i in range(7)]]
+    await log.aclose()
+
+
+async def test_a_backlog_goes_in_writes_of_at_most_max_write_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cloudgate.activity.writer.MAX_WRITE_ENTRIES", 4)
+    log, repo = make(tmp_path, flush_interval=30, batch_size=2)
+    await log.start()
+    for i in range(11):
+        log.emit(rec(i))
+    await until(lambda: len(repo.rows) == 11, within=2.0)
+    assert [len(b) for b in repo.batches] == [4, 4, 3]
+    await log.aclose()
+
+
+async def test_a_write_stops_at_max_write_bytes_but_takes_at_least_one_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Entries with bodies can weigh a megabyte each: a write is bounded by bytes as well.
+    monkeypatch.setattr("cloudgate.activity.writer.MAX_WRITE_BYTES", 6_000)
+    log, repo = make(tmp_path, flush_interval=30, batch_size=3, log_bodies=True)
+    await log.start()
+    for i, size in enumerate((1_500, 1_500, 9_000, 100)):
+        record = rec(i)
+        log.observe(record, None, {}, b"x" * size)
+        log.emit(record)
+    await until(lambda: len(repo.rows) == 4, within=2.0)
+    # (1.5k + 1k of overhead) twice fits in 6k; the 9k entry alone is over, yet goes, alone.
+    assert [len(b) for b in repo.batches] == [2, 1, 1]
     await log.aclose()
 
 

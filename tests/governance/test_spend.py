@@ -28,15 +28,18 @@ T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 class MemorySpendSink:
     """Upserts by request id like the SQL store; can be told to fail its next writes."""
 
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, delay: float = 0.0) -> None:
         self.rows: dict[str, SpendEntry] = {}
         self.batches: list[list[str]] = []
         self.fail = fail
+        self.delay = delay  # seconds each write takes
         self.calls = 0
 
     async def write_spend(self, entries: list[SpendEntry]) -> None:
         """Take the batch, or fail while told to."""
         self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.fail:
             self.fail -= 1
             raise ConnectionError("database is down")
@@ -113,7 +116,9 @@ async def test_sink_failures_are_retried_without_loss(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     sink = MemorySpendSink(fail=4)
-    writer = SpendWriter(SpendJournal(tmp_path), sink, interval=0.01, max_batch=2, retry_initial=0.01)
+    writer = SpendWriter(
+        SpendJournal(tmp_path), sink, interval=0.01, max_batch=2, max_write=2, retry_initial=0.01
+    )
     await writer.start()
     for i in range(7):
         writer.finish(entry(f"r{i}"))
@@ -127,9 +132,25 @@ async def test_sink_failures_are_retried_without_loss(
     await writer.close()
 
 
+async def test_a_backlog_is_written_in_writes_of_up_to_max_write(tmp_path: Path) -> None:
+    # Entries queued while a write was in progress go together in the next one, not in
+    # max_batch-sized pieces: under load each write costs a fixed toll of thread hand-offs.
+    sink = MemorySpendSink(delay=0.05)
+    writer = SpendWriter(SpendJournal(tmp_path), sink, interval=60, max_batch=2, max_write=5)
+    await writer.start()
+    writer.finish(entry("r0"))
+    writer.finish(entry("r1"))
+    await until(lambda: sink.calls == 1)  # the first write is under way
+    for i in range(2, 10):
+        writer.finish(entry(f"r{i}"))
+    await until(lambda: writer.written == 10)
+    assert [len(b) for b in sink.batches] == [2, 5, 3]
+    await writer.close()
+
+
 async def test_close_flushes_everything(tmp_path: Path) -> None:
     sink = MemorySpendSink()
-    writer = SpendWriter(SpendJournal(tmp_path), sink, interval=60, max_batch=3)
+    writer = SpendWriter(SpendJournal(tmp_path), sink, interval=60, max_batch=3, max_write=3)
     await writer.start()
     for i in range(8):
         writer.finish(entry(f"r{i}"))

@@ -5,7 +5,8 @@ the body when bodies are logged for this caller) and `emit(record)` when the req
 both only set attributes or append to a queue. A background task wakes every `flush_interval`,
 or at once past `batch_size` queued records, turns the records into redacted entries on the
 event loop a slice at a time (a thread would only contend for the GIL), and hands them to each sink: the
-database (`store.activity.write`) and/or rotating JSON-lines files (written in a thread).
+database (`store.activity.write`) and/or rotating JSON-lines files (written in a thread). Each
+write takes everything queued, up to MAX_WRITE_ENTRIES entries or MAX_WRITE_BYTES.
 
 A failing sink is retried with capped, jittered backoff while the other keeps writing; its
 entries wait in memory. Waiting is bounded: past `max_pending` entries (default 100,000) or
@@ -47,6 +48,11 @@ MAX_PENDING = 100_000
 MAX_PENDING_BYTES = 256 * 1024 * 1024
 _ENTRY_OVERHEAD = 1024  # roughly what an entry without bodies weighs
 _BUILD_SLICE = 32  # records turned into entries between two yields to the event loop
+# The most one write takes: a writer behind catches up in a few large transactions, since under
+# load each write costs tens of milliseconds of hand-offs between the event loop and the
+# database's thread whatever its size (see docs/decisions/0033-large-writes-when-behind.md).
+MAX_WRITE_ENTRIES = 8192
+MAX_WRITE_BYTES = 16 * 1024 * 1024
 
 
 def activity_directory(settings: Settings) -> Path:
@@ -100,13 +106,25 @@ class _Outlet:
             self.size -= _weight(self.pending.popleft())
             self.dropped += 1
 
-    async def drain(self, batch_size: int, retry_initial: float, retry_max: float, force: bool) -> bool:
-        """Write queued entries in batches; False (and a backoff) if the sink failed."""
+    def front(self, max_entries: int, max_bytes: int) -> list[ActivityEntry]:
+        """The oldest queued entries, as many as fit in one write (at least one)."""
+        batch: list[ActivityEntry] = []
+        weight = 0
+        for entry in self.pending:
+            weight += _weight(entry)
+            if batch and (len(batch) >= max_entries or weight > max_bytes):
+                break
+            batch.append(entry)
+        return batch
+
+    async def drain(self, max_entries: int, retry_initial: float, retry_max: float, force: bool) -> bool:
+        """Write queued entries, up to `max_entries` (and MAX_WRITE_BYTES) a write; False (and
+        a backoff) if the sink failed."""
         loop = asyncio.get_running_loop()
         if not force and loop.time() < self.retry_at:
             return False
         while self.pending:
-            batch = [self.pending[i] for i in range(min(batch_size, len(self.pending)))]
+            batch = self.front(max_entries, MAX_WRITE_BYTES)
             try:
                 await self.write(batch)
             except Exception:
@@ -150,6 +168,7 @@ class ActivityLog:
         self.enabled = cfg.enabled
         self._interval = cfg.flush_interval
         self._batch = cfg.batch_size
+        self._max_write = max(cfg.batch_size, MAX_WRITE_ENTRIES)
         self._max_pending = max(max_pending, cfg.batch_size)
         self._retry = (retry_initial, retry_max)
         self._log_bodies = cfg.log_bodies
@@ -303,7 +322,7 @@ class ActivityLog:
                 outlet.add(entries)
         ok = True
         for outlet in self._outlets:
-            ok = await outlet.drain(self._batch, *self._retry, force=force) and ok
+            ok = await outlet.drain(self._max_write, *self._retry, force=force) and ok
         if self.dropped > self._dropped_reported:
             log.warning(
                 "activity log dropped %d entries: its queue was full (a sink failing, or falling behind)",

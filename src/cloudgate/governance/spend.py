@@ -3,8 +3,11 @@
 Per request the gateway calls `journal.begin(entry)` just before sending upstream, then
 `writer.finish(entry)` (= `journal.end(entry)` + `writer.record(entry)`) once the answer is done.
 Both are a few microseconds: one `os.write` and a list append. A background task writes the
-queued entries to the sink every `interval`, or at once when `max_batch` are waiting, and after
-each successful batch writes a journal checkpoint so a replay skips it. A failing sink is retried
+queued entries to the sink every `interval`, or at once when `max_batch` are waiting, taking
+everything queued up to `max_write` entries a write (a writer that fell behind catches up in a
+few large transactions: under load each costs tens of milliseconds of hand-offs to the
+database's thread, whatever its size), and after each successful write adds a journal
+checkpoint so a replay skips it. A failing sink is retried
 with capped, jittered backoff and the entries stay queued: nothing is dropped, and the error is
 logged once per failure streak.
 
@@ -41,6 +44,8 @@ from cloudgate.util.tasks import spawn
 
 log = logging.getLogger("cloudgate.spend")
 
+MAX_WRITE = 8192  # the most entries one sink write takes
+
 
 class SpendSink(Protocol):
     """Where spend entries end up (the SQL store); must upsert by `request_id`."""
@@ -59,6 +64,7 @@ class SpendWriter:
         *,
         interval: float = 0.5,
         max_batch: int = 500,
+        max_write: int = MAX_WRITE,
         retry_initial: float = 0.1,
         retry_max: float = 5.0,
         fsync_interval: float | None = None,
@@ -66,7 +72,8 @@ class SpendWriter:
         self.journal = journal
         self._sink = sink
         self._interval = interval
-        self._max_batch = max_batch
+        self._max_batch = max_batch  # write at once when this many are waiting
+        self._max_write = max(max_write, max_batch)
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._fsync_interval = fsync_interval
@@ -112,8 +119,8 @@ class SpendWriter:
                 recovery.finished,
                 recovery.bad_lines,
             )
-        for start in range(0, len(recovery.entries), self._max_batch):
-            await self._write(recovery.entries[start : start + self._max_batch])
+        for start in range(0, len(recovery.entries), self._max_write):
+            await self._write(recovery.entries[start : start + self._max_write])
         # Only now: a crash before this point replays the same segments again, harmlessly.
         self.journal.discard_recovered()
         self.replayed = len(recovery.entries)
@@ -130,7 +137,7 @@ class SpendWriter:
     async def _write_front(self, count: int) -> None:
         """Write the first `count` queued entries, in batches, checkpointing each."""
         while count > 0 and self._pending:
-            batch = self._pending[: min(count, self._max_batch)]
+            batch = self._pending[: min(count, self._max_write)]
             await self._write(batch)
             # record() only appends, so the batch is still at the front of the queue.
             del self._pending[: len(batch)]
