@@ -154,6 +154,23 @@ async def test_new_period_starts_from_its_own_spending(counters: Counters, clock
     ]
 
 
+async def test_the_counter_key_changes_at_the_period_boundary_not_a_minute_later(
+    counters: Counters, clock: FakeClock
+) -> None:
+    # A rule's key is worked out once a minute, but never used past its period's end.
+    clock.now = datetime(2025, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC).timestamp()
+    guard = BudgetGuard(counters, Spent())
+    who = principal(rule(1_000, Period.DAILY))
+    before = await guard.reserve(who, 10)
+    clock.advance(0.4)  # still the 31st: the same counter
+    assert (await guard.reserve(who, 10)).keys == before.keys
+    clock.advance(0.2)  # 00:00:00.1 on New Year's Day
+    after = await guard.reserve(who, 10)
+    assert before.keys == (budget_key(who.budgets[0], datetime(2025, 12, 31, tzinfo=UTC)),)
+    assert after.keys == (budget_key(who.budgets[0], datetime(2026, 1, 1, tzinfo=UTC)),)
+    assert await counters.budget(after.keys[0]) == (0, 10)
+
+
 async def test_every_budget_must_pass(counters: Counters) -> None:
     guard = BudgetGuard(counters, Spent({"team": 900}))
     key_rule = rule(100_000, budget_id="key")

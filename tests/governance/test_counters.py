@@ -77,6 +77,21 @@ class TestBudgets:
         await counters.settle(["a"], "lost", 5)  # too late: harmless
         assert await counters.budget("a") == (300, 100)
 
+    async def test_a_later_hold_still_expires_after_an_earlier_one_was_settled(
+        self, counters: Counters, clock: FakeClock
+    ) -> None:
+        await counters.seed("a", 0, 0)
+        holds = [BudgetHold("a", 1_000)]
+        assert (await counters.reserve(holds, "early", 10, 5)).ok
+        assert (await counters.reserve(holds, "late", 20, 10)).ok
+        await counters.settle(["a"], "early", 7)
+        clock.advance(6)  # past the settled hold's expiry: nothing else has expired
+        assert (await counters.reserve(holds, "h3", 1, 60)).ok
+        assert await counters.budget("a") == (7, 21)
+        clock.advance(5)  # past the late hold's: it becomes spending
+        assert (await counters.reserve(holds, "h4", 1, 60)).ok
+        assert await counters.budget("a") == (27, 2)
+
 
 class TestWindows:
     async def test_fills_and_slides(self, counters: Counters, clock: FakeClock) -> None:
@@ -200,3 +215,31 @@ async def test_redis_reloads_flushed_scripts(counters: Counters) -> None:
     assert (await counters.admit([WindowCheck("w", 10, 1)], [], "t")).ok
     await counters.redis.script_flush()
     assert (await counters.admit([WindowCheck("w", 10, 1)], [], "t")).used == (1,)
+
+
+def test_a_memory_window_keeps_its_sum_and_oldest_bucket_through_any_changes() -> None:
+    import random
+
+    from cloudgate.governance.counters import _MemWindow
+
+    rng = random.Random(3)
+    window = _MemWindow()
+    plain: dict[int, int] = {}
+    first = 0
+    for _ in range(20_000):
+        if rng.random() < 0.05:
+            first += rng.randrange(1, 4)
+            window.expire(first)
+            plain = {b: v for b, v in plain.items() if b >= first}
+        else:
+            bucket = first + rng.randrange(0, 60)
+            amount = rng.randrange(-50, 100)
+            window.add(bucket, amount)
+            value = plain.get(bucket, 0) + amount
+            if value > 0:
+                plain[bucket] = value
+            else:
+                plain.pop(bucket, None)
+        assert window.buckets == plain
+        assert window.total == sum(plain.values())
+        assert window.oldest == min(plain, default=None)

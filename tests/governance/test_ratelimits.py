@@ -174,3 +174,14 @@ async def test_longest_wait_is_reported(counters: Counters, clock: FakeClock) ->
     error = await refused(limiter, who)
     # the team frees up in 20 s, the key in 60 s: retrying before 60 s would fail again
     assert (error.scope, error.retry_after_s) == (Scope.KEY, 60)
+
+
+async def test_changed_limits_apply_at_once_to_the_same_key(counters: Counters) -> None:
+    # The limiter works a principal's limits out once and keeps the result: a key whose limits
+    # an administrator changed comes back as a principal with other limits, and those count.
+    limiter = RateLimiter(counters)
+    await limiter.admit(principal(key=Limits(requests_per_minute=5)), 0)
+    tighter = principal(key=Limits(requests_per_minute=1))
+    assert (await refused(limiter, tighter)).limit == 1  # the same counter: 1 already counted
+    looser = principal(key=Limits(requests_per_minute=3))
+    assert (await limiter.admit(looser, 0)).tightest(LimitName.REQUESTS).remaining == 1  # type: ignore[union-attr]

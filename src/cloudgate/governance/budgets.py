@@ -11,13 +11,13 @@ while actual costs stay within their reservation.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cloudgate.governance.counters import BudgetHold, Counters
 from cloudgate.governance.types import BudgetRule, Period, Principal, micro_to_usd
+from cloudgate.util.ids import new_token
 
 LoadSpent = Callable[[BudgetRule, datetime], Awaitable[int]]
 
@@ -28,6 +28,11 @@ DEFAULT_HOLD_TTL_S = 3600
 # Counters outlive their period by this much, so late settlements still find them.
 DEFAULT_KEY_GRACE_S = 86400
 _SEED_ATTEMPTS = 3
+# A rule's counter key and limit are worked out once per this many seconds (and again at its
+# period's end), not per request; the counter's lifetime is then up to this much longer.
+_HOLD_CACHE = timedelta(seconds=60)
+_HOLD_CACHE_LIMIT = 4096
+_Planned = tuple[BudgetHold, datetime, datetime | None]  # the hold, its period's start and end
 
 
 class BudgetError(Exception):
@@ -117,8 +122,23 @@ class BudgetGuard:
         # One clock for periods and counters, so a test clock moves both.
         self._clock = clock or (lambda: datetime.fromtimestamp(counters.clock(), UTC))
         self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._holds: dict[BudgetRule, tuple[datetime, datetime, _Planned]] = {}  # (from, until, plan)
 
-    def _hold(self, rule: BudgetRule, now: datetime) -> tuple[BudgetHold, datetime, datetime | None]:
+    def _planned(self, rule: BudgetRule, now: datetime) -> _Planned:
+        cached = self._holds.get(rule)
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached[2]
+        planned = self._hold(rule, now)
+        _, start, end = planned
+        until = now + _HOLD_CACHE
+        if end is not None and end < until:
+            until = end
+        if len(self._holds) >= _HOLD_CACHE_LIMIT:
+            self._holds.clear()
+        self._holds[rule] = (start, until, planned)
+        return planned
+
+    def _hold(self, rule: BudgetRule, now: datetime) -> _Planned:
         start = period_start(rule.period, now)
         end = period_end(rule.period, now)
         ttl = 0 if end is None else int((end - now).total_seconds()) + self._key_grace_s
@@ -127,11 +147,11 @@ class BudgetGuard:
     async def reserve(self, principal: Principal, max_cost: int) -> Reservation:
         """Hold `max_cost` on all the principal's budgets, or raise `BudgetExceeded`."""
         rules = principal.budgets
-        rid = uuid.uuid4().hex
+        rid = new_token()
         if not rules:
             return Reservation(rid, max_cost, (), ())
         now = self._clock()
-        planned = [self._hold(rule, now) for rule in rules]
+        planned = [self._planned(rule, now) for rule in rules]
         holds = [h for h, _, _ in planned]
         for _ in range(_SEED_ATTEMPTS):
             result = await self._counters.reserve(holds, rid, max_cost, self._hold_ttl_s)

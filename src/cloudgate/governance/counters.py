@@ -183,15 +183,17 @@ def judge_admission(
     window_s: int,
     bucket_s: int,
     now: float,
+    totals: Sequence[int] | None = None,
 ) -> AdmitResult:
     """`admit`'s verdict on what each window's buckets and each slot key hold now (a backend
-    adds to them when it is ok); a refusal names the check that frees last."""
+    adds to them when it is ok); a refusal names the check that frees last. `totals`: each
+    window's sum, when the backend keeps it."""
     wb = window_s // bucket_s
     used: list[int] = []
     refused: int | None = None
     worst = -1.0
     for i, (check, window) in enumerate(zip(windows, buckets, strict=True)):
-        total = sum(window.values())
+        total = sum(window.values()) if totals is None else totals[i]
         used.append(total)
         need = _need(check.add, check.limit)
         if total + need > check.limit:
@@ -208,11 +210,48 @@ def judge_admission(
 
 
 @dataclass(slots=True)
+class _MemWindow:
+    """One sliding window's buckets, with their sum kept as they change: a request reads the
+    total without summing the window's (up to 60) buckets, and old buckets are only looked for
+    when the oldest one held has left the window."""
+
+    buckets: dict[int, int] = field(default_factory=dict)
+    total: int = 0
+    oldest: int | None = None  # the smallest bucket held
+
+    def expire(self, first: int) -> None:
+        """Drop the buckets before `first`."""
+        if self.oldest is None or self.oldest >= first:
+            return
+        for bucket in [b for b in self.buckets if b < first]:
+            self.total -= self.buckets.pop(bucket)
+        self.oldest = min(self.buckets, default=None)
+
+    def add(self, bucket: int, amount: int) -> None:
+        """Add `amount` to `bucket`; a bucket that comes to nothing (or less) is dropped."""
+        held = self.buckets.get(bucket, 0)
+        value = held + amount
+        if value > 0:
+            self.buckets[bucket] = value
+            self.total += amount
+            if self.oldest is None or bucket < self.oldest:
+                self.oldest = bucket
+        elif held:
+            del self.buckets[bucket]
+            self.total -= held
+            if bucket == self.oldest:
+                self.oldest = min(self.buckets, default=None)
+
+
+@dataclass(slots=True)
 class _MemBudget:
     spent: int
     expires_at: float | None
     reserved: int = 0
     holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (amount, expiry)
+    # No hold expires before this (a lower bound: settled holds are not taken out of it), so a
+    # reservation only looks for expired holds when one may be.
+    next_expiry: float = math.inf
 
 
 class MemoryCounters:
@@ -231,7 +270,7 @@ class MemoryCounters:
         self.bucket_s = bucket_s
         self.slot_ttl_s = slot_ttl_s
         self._budgets: dict[str, _MemBudget] = {}
-        self._windows: dict[str, dict[int, int]] = {}
+        self._windows: dict[str, _MemWindow] = {}
         self._slots: dict[str, dict[str, float]] = {}
 
     def _live_budget(self, key: str, now: float) -> _MemBudget | None:
@@ -252,10 +291,12 @@ class MemoryCounters:
             return ReserveResult(ok=False, unseeded=unseeded)
         live = [b for b in budgets if b is not None]
         for budget in live:
-            for expired in [i for i, (_, exp) in budget.holds.items() if exp <= now]:
-                held, _ = budget.holds.pop(expired)
-                budget.reserved -= held
-                budget.spent += held
+            if budget.next_expiry <= now:
+                for expired in [i for i, (_, exp) in budget.holds.items() if exp <= now]:
+                    held, _ = budget.holds.pop(expired)
+                    budget.reserved -= held
+                    budget.spent += held
+                budget.next_expiry = min((exp for _, exp in budget.holds.values()), default=math.inf)
         for i, (hold, budget) in enumerate(zip(holds, live, strict=True)):
             current = budget.spent + budget.reserved
             if current + max(amount, 1) > hold.limit:
@@ -263,6 +304,7 @@ class MemoryCounters:
         for hold, budget in zip(holds, live, strict=True):
             budget.reserved += amount
             budget.holds[hold_id] = (amount, now + hold_ttl_s)
+            budget.next_expiry = min(budget.next_expiry, now + hold_ttl_s)
             if hold.ttl_s:
                 budget.expires_at = now + hold.ttl_s
         return ReserveResult(ok=True)
@@ -299,12 +341,12 @@ class MemoryCounters:
         budget = self._live_budget(key, self.clock())
         return None if budget is None else (budget.spent, budget.reserved)
 
-    def _window(self, key: str, now: float) -> dict[int, int]:
-        buckets = self._windows.setdefault(key, {})
-        first = math.floor(now / self.bucket_s) - self.window_s // self.bucket_s + 1
-        for b in [b for b in buckets if b < first]:
-            del buckets[b]
-        return buckets
+    def _window(self, key: str, now: float) -> _MemWindow:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _MemWindow()
+        window.expire(math.floor(now / self.bucket_s) - self.window_s // self.bucket_s + 1)
+        return window
 
     def _slots_of(self, key: str, now: float) -> dict[str, float]:
         slots = self._slots.setdefault(key, {})
@@ -317,17 +359,24 @@ class MemoryCounters:
     ) -> AdmitResult:
         """Check every window and slot; if all pass, add to the windows and take the slots."""
         now = self.clock()
-        window_buckets = [self._window(w.key, now) for w in windows]
+        held_windows = [self._window(w.key, now) for w in windows]
         held = [self._slots_of(s.key, now) for s in slots]
         verdict = judge_admission(
-            windows, window_buckets, slots, [len(t) for t in held], self.window_s, self.bucket_s, now
+            windows,
+            [w.buckets for w in held_windows],
+            slots,
+            [len(t) for t in held],
+            self.window_s,
+            self.bucket_s,
+            now,
+            totals=[w.total for w in held_windows],
         )
         if not verdict.ok:
             return verdict
         bucket = math.floor(now / self.bucket_s)
-        for check, buckets in zip(windows, window_buckets, strict=True):
+        for check, window in zip(windows, held_windows, strict=True):
             if check.add:
-                buckets[bucket] = buckets.get(bucket, 0) + check.add
+                window.add(bucket, check.add)
         for tokens in held:
             tokens[token] = now + self.slot_ttl_s
         return verdict
@@ -336,22 +385,18 @@ class MemoryCounters:
         """Add to windows (late counts, corrections) and give back `token`'s slots."""
         now = self.clock()
         for add in adds:
-            buckets = self._window(add.key, now)
+            window = self._window(add.key, now)
             first = math.floor(now / self.bucket_s) - self.window_s // self.bucket_s + 1
             bucket = math.floor(add.at / self.bucket_s)
             if bucket < first or not add.amount:
                 continue  # the bucket has left the window: nothing left to correct
-            value = buckets.get(bucket, 0) + add.amount
-            if value > 0:
-                buckets[bucket] = value
-            else:
-                buckets.pop(bucket, None)
+            window.add(bucket, add.amount)
         for key in release_slots:
             self._slots.get(key, {}).pop(token, None)
 
     async def window_total(self, key: str) -> int:
         """The sum of a window over the last `window_s` seconds."""
-        return sum(self._window(key, self.clock()).values())
+        return self._window(key, self.clock()).total
 
     async def slots_in_use(self, key: str) -> int:
         """Unexpired concurrency slots held in `key`."""

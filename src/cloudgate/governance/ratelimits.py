@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import enum
 import math
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cloudgate.governance.counters import Counters, SlotCheck, WindowAdd, WindowCheck
-from cloudgate.governance.types import Principal, Scope
+from cloudgate.governance.types import Principal, Scope, ScopedLimits
+from cloudgate.util.ids import new_token
 
 
 class LimitName(enum.StrEnum):
@@ -90,18 +90,25 @@ class Admission:
         return min(candidates, key=lambda s: s.remaining) if candidates else None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class _Plan:
-    windows: list[WindowCheck] = field(default_factory=list)
-    slots: list[SlotCheck] = field(default_factory=list)
+    """What a principal's limits ask of the counters, worked out once per set of limits."""
+
+    windows: tuple[tuple[str, int, LimitName], ...]  # (counter key, limit, which) per window
+    slots: tuple[SlotCheck, ...]
     # (scope, scope id, name, limit) per window then per slot, in the same order.
-    meta: list[tuple[Scope, str, LimitName, int]] = field(default_factory=list)
+    meta: tuple[tuple[Scope, str, LimitName, int], ...]
+    input_keys: tuple[str, ...]
+    output_keys: tuple[str, ...]
 
 
-def _plan(principal: Principal, estimate: int) -> _Plan:
+_PLAN_CACHE_LIMIT = 4096
+
+
+def _plan(limits: tuple[ScopedLimits, ...]) -> _Plan:
     # Two entries for the same scope share counters: keep the tighter limit of each.
     tightest: dict[tuple[Scope, str, LimitName], int] = {}
-    for scoped in principal.limits:
+    for scoped in limits:
         lim = scoped.limits
         for name, value in (
             (LimitName.REQUESTS, lim.requests_per_minute),
@@ -112,17 +119,23 @@ def _plan(principal: Principal, estimate: int) -> _Plan:
             if value is not None:
                 ident = (scoped.scope, scoped.scope_id, name)
                 tightest[ident] = min(value, tightest.get(ident, value))
-    plan = _Plan()
-    adds = {LimitName.REQUESTS: 1, LimitName.INPUT_TOKENS: estimate, LimitName.OUTPUT_TOKENS: 0}
-    for (scope, scope_id, name), limit in tightest.items():
-        if name is not LimitName.CONCURRENT:
-            plan.windows.append(WindowCheck(_key(scope, scope_id, name), limit, adds[name]))
-            plan.meta.append((scope, scope_id, name, limit))
-    for (scope, scope_id, name), limit in tightest.items():
-        if name is LimitName.CONCURRENT:
-            plan.slots.append(SlotCheck(_key(scope, scope_id, name), limit))
-            plan.meta.append((scope, scope_id, name, limit))
-    return plan
+    windows = [
+        ((scope, scope_id, name, limit), (_key(scope, scope_id, name), limit, name))
+        for (scope, scope_id, name), limit in tightest.items()
+        if name is not LimitName.CONCURRENT
+    ]
+    slots = [
+        ((scope, scope_id, name, limit), SlotCheck(_key(scope, scope_id, name), limit))
+        for (scope, scope_id, name), limit in tightest.items()
+        if name is LimitName.CONCURRENT
+    ]
+    return _Plan(
+        windows=tuple(w for _, w in windows),
+        slots=tuple(s for _, s in slots),
+        meta=tuple(m for m, _ in windows) + tuple(m for m, _ in slots),
+        input_keys=tuple(w[0] for _, w in windows if w[2] is LimitName.INPUT_TOKENS),
+        output_keys=tuple(w[0] for _, w in windows if w[2] is LimitName.OUTPUT_TOKENS),
+    )
 
 
 def _key(scope: Scope, scope_id: str, name: LimitName) -> str:
@@ -134,6 +147,7 @@ class RateLimiter:
 
     def __init__(self, counters: Counters) -> None:
         self._counters = counters
+        self._plans: dict[tuple[ScopedLimits, ...], _Plan] = {}  # a principal's limits -> plan
 
     def _reset_at(self, now: float) -> datetime:
         # Everything counted so far sits in the current bucket or older: all of it has left the
@@ -145,12 +159,19 @@ class RateLimiter:
     async def admit(self, principal: Principal, input_tokens_estimate: int) -> Admission:
         """Count the request against every limit of the principal, or raise `RateLimited`."""
         estimate = max(0, input_tokens_estimate)
-        token = uuid.uuid4().hex
+        token = new_token()
         now = self._counters.clock()
-        plan = _plan(principal, estimate)
+        plan = self._plans.get(principal.limits)
+        if plan is None:
+            plan = _plan(principal.limits)
+            if len(self._plans) >= _PLAN_CACHE_LIMIT:
+                self._plans.clear()
+            self._plans[principal.limits] = plan
         if not plan.meta:
             return Admission(token, now, estimate)
-        result = await self._counters.admit(plan.windows, plan.slots, token)
+        adds = {LimitName.REQUESTS: 1, LimitName.INPUT_TOKENS: estimate, LimitName.OUTPUT_TOKENS: 0}
+        windows = [WindowCheck(key, limit, adds[name]) for key, limit, name in plan.windows]
+        result = await self._counters.admit(windows, plan.slots, token)
         reset_at = self._reset_at(now)
         if not result.ok and result.refused is not None:
             scope, scope_id, name, limit = plan.meta[result.refused]
@@ -162,7 +183,7 @@ class RateLimiter:
             )
         statuses = []
         for i, (scope, scope_id, name, limit) in enumerate(plan.meta):
-            added = plan.windows[i].add if i < len(plan.windows) else 1
+            added = windows[i].add if i < len(windows) else 1
             statuses.append(
                 LimitStatus(scope, scope_id, name, limit, max(0, limit - result.used[i] - added), reset_at)
             )
@@ -170,14 +191,8 @@ class RateLimiter:
             token=token,
             at=now,
             input_estimate=estimate,
-            input_keys=tuple(
-                w.key for w, m in zip(plan.windows, plan.meta, strict=False) if m[2] is LimitName.INPUT_TOKENS
-            ),
-            output_keys=tuple(
-                w.key
-                for w, m in zip(plan.windows, plan.meta, strict=False)
-                if m[2] is LimitName.OUTPUT_TOKENS
-            ),
+            input_keys=plan.input_keys,
+            output_keys=plan.output_keys,
             slot_keys=tuple(s.key for s in plan.slots),
             statuses=tuple(statuses),
         )
