@@ -329,13 +329,16 @@ def start_cloudgate(bench: Bench, bare: bool = False) -> Endpoint:
     exe = VENV_BIN / "cloudgate"
     if not exe.exists():
         raise BenchError(f"{exe} is missing: run scripts/bootstrap.sh")
+    key = API_KEY if bare else governed_key(exe, config)
     proc = bench.procs.start(name, [str(exe), "serve", "--config", str(config)])
     bench.procs.wait_listening(proc, port)
     ep = anthropic_endpoint(
-        bench, port, headers=[f"x-api-key:{API_KEY}", "anthropic-version:2023-06-01"], pid=proc.popen.pid
+        bench, port, headers=[f"x-api-key:{key}", "anthropic-version:2023-06-01"], pid=proc.popen.pid
     )
     ep.features = {
-        "governance": not bare,  # keys, budgets, limits, pricing, spend journal; store on SQLite
+        # a store key (team, user) with budgets and rate limits checked on every request, pricing,
+        # the spend journal and log; store on SQLite
+        "governance": "store key, budgets, rate limits, spend" if not bare else False,
         "activity_log": "off" if bare else "database",
         "metrics": not bare,
         "request_log": not bare,  # one JSON line per request, to the server's log file
@@ -343,6 +346,29 @@ def start_cloudgate(bench: Bench, bare: bool = False) -> Endpoint:
         "settings": settings,
     }
     return ep
+
+
+def governed_key(exe: Path, config: Path) -> str:
+    """A virtual key in the store, as governed users have: a team and a user, monthly budgets on
+    the key and the team and rate limits on the key (all far above what a run spends, so every
+    request is checked and none refused). Returns the key's secret."""
+
+    def cli(*args: str) -> Any:
+        argv = [str(exe), *args, "--config", str(config), "--format", "json"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, env=clean_env())
+        if done.returncode != 0:
+            raise BenchError(f"`cloudgate {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}")
+        doc = json.loads(done.stdout)
+        return doc[0] if isinstance(doc, list) else doc
+
+    team = cli("teams", "create", "bench-team")["id"]
+    user = cli("users", "create", "bench-user", "--team", team)["id"]
+    key = cli("keys", "create", "--name", "bench", "--user", user, "--team", team)
+    cli("budgets", "set", "--scope", "key", "--id", key["id"], "--usd", "1000000")
+    cli("budgets", "set", "--scope", "team", "--id", team, "--usd", "1000000")
+    limits = ("--rpm", "100000000", "--input-tpm", "10000000000", "--max-concurrent", "100000")
+    cli("limits", "set", "--scope", "key", "--id", key["id"], *limits)
+    return str(key["key"])
 
 
 def start_cloudgate_bare(bench: Bench) -> Endpoint:
