@@ -212,8 +212,20 @@ async def test_deployment_errors(store: Store) -> None:
 
 async def test_fresh_batches_skip_the_lookup_and_count_the_same(store: Store) -> None:
     batch = [entry(f"f{i}", T0 + i * M, cost_micro=10 + i, latency_ms=100.0 * i) for i in range(40)]
-    await store.spend.write_spend(batch[:20], fresh=True)
-    await store.spend.write_spend(batch[20:], fresh=False)
+    lookups: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM spend " in statement + " ":
+            lookups.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await store.spend.write_spend(batch[:20], fresh=True)
+        assert lookups == []  # the stored rows were not looked for
+        await store.spend.write_spend(batch[20:], fresh=False)
+        assert len(lookups) == 1
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
     overview = await store.reports.overview(T0, T0 + H)
     assert (overview.requests, overview.cost_micro) == (40, sum(10 + i for i in range(40)))
     # The retry of a batch that did commit is not fresh: it looks, and counts nothing twice.
