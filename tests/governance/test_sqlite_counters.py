@@ -75,3 +75,42 @@ async def test_wal_mode_and_reset(tmp_path: Path) -> None:
         assert await counters.window_total("w") == 0
     finally:
         await counters.aclose()
+
+
+async def test_calls_made_together_share_a_transaction(tmp_path: Path) -> None:
+    a, b = SQLiteCounters(tmp_path / "c.db"), SQLiteCounters(tmp_path / "c.db")  # two workers
+    try:
+        # 2 x 100 requests at once against a limit of 150: exactly 150 admitted, in far fewer
+        # transactions than calls.
+        results = await asyncio.gather(
+            *(c.admit([WindowCheck("w", 150, 1)], [], f"t{i}") for i in range(100) for c in (a, b))
+        )
+        assert sum(r.ok for r in results) == 150
+        assert await a.window_total("w") == 150
+        assert a.transactions + b.transactions < 100
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_failing_call_fails_alone(tmp_path: Path) -> None:
+    counters = SQLiteCounters(tmp_path / "c.db")
+
+    def broken(conn: sqlite3.Connection, now: float) -> None:
+        conn.execute("INSERT INTO buckets (key, bucket, amount) VALUES ('x', 1, 1)")
+        conn.execute("SELECT * FROM no_such_table")
+
+    try:
+        await counters.seed("b", 0, 0)
+        results = await asyncio.gather(
+            counters.admit([WindowCheck("w", 10, 1)], [], "t1"),
+            counters._run(broken),
+            counters.reserve([BudgetHold("b", 100, 0)], "h", 5, 60),
+            return_exceptions=True,
+        )
+        assert results[0].ok and results[2].ok
+        assert isinstance(results[1], sqlite3.OperationalError)
+        assert await counters.window_total("w") == 1 and await counters.budget("b") == (0, 5)
+        assert await counters.window_total("x") == 0, "the failed call's own writes were undone"
+    finally:
+        await counters.aclose()

@@ -5,12 +5,18 @@ memory and Redis ones (the same tests run against all three): budgets with holds
 windows in buckets, concurrency slots with an expiry. It is what `--workers N` uses when no
 Redis is configured: memory counters would give each worker a whole budget of its own.
 
-Every operation is one short transaction opened with `BEGIN IMMEDIATE`, so it takes the
-database's write lock before reading and is atomic across processes, like a Redis script. The
-file is in WAL mode (readers never wait for the writer) with `synchronous=NORMAL`: counters are
-not the record of spending (the spend log is), so a power loss may drop the last commits, never
-corrupt the file. The sqlite3 calls run in one thread of this process's own, one at a time, so
-the event loop never waits for a lock another worker holds; `busy_timeout` bounds that wait.
+Every operation runs in a transaction opened with `BEGIN IMMEDIATE`, so it takes the database's
+write lock before reading and is atomic across processes, like a Redis script. The file is in WAL
+mode (readers never wait for the writer) with `synchronous=NORMAL`: counters are not the record
+of spending (the spend log is), so a power loss may drop the last commits, never corrupt the file.
+
+The sqlite3 calls run in one thread of this process's own, so the event loop never waits for a
+lock another worker holds. Calls made while that thread is busy go together in the next
+transaction (a group commit): under load a worker takes the lock once for many requests rather
+than four times for each, and each sqlite3 call costs a hand-over of the GIL with the busy event
+loop. The workers take turns through a lock file (`flock`), which wakes the next one as soon as
+the lock is let go; SQLite's busy handler would sleep between polls. `busy_timeout` still bounds
+the wait for any other writer.
 
 Tables: `budgets(key, spent, reserved, expires_at)`, `holds(key, hold_id, amount, expires_at)`,
 `buckets(key, bucket, amount)` (bucket = epoch // bucket_s), `slots(key, token, expires_at)`;
@@ -20,13 +26,16 @@ Tables: `budgets(key, spent, reserved, expires_at)`, `holds(key, hold_id, amount
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import math
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cloudgate.governance.counters import (
     DEFAULT_BUCKET_S,
@@ -41,6 +50,7 @@ from cloudgate.governance.counters import (
     judge_admission,
 )
 from cloudgate.util.sqlite import enable_wal
+from cloudgate.util.tasks import spawn
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -61,6 +71,13 @@ CREATE TABLE IF NOT EXISTS slots (
 """
 
 T = TypeVar("T")
+# A call waiting for its batch: the work, the clock when it was made, and where its result goes.
+_Call = tuple[Callable[[sqlite3.Connection, float], Any], float, "asyncio.Future[Any]"]
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file beside the counters file that its writers take turns on."""
+    return path.with_name(path.name + ".lock")
 
 
 def open_counter_db(path: Path) -> sqlite3.Connection:
@@ -90,7 +107,7 @@ def reset_counter_db(path: Path) -> None:
 
 
 class SQLiteCounters:
-    """Counters in a SQLite file, shared by the processes that open it; one transaction a call."""
+    """Counters in a SQLite file, shared by the processes that open it; one transaction per batch of calls."""
 
     def __init__(
         self,
@@ -107,28 +124,90 @@ class SQLiteCounters:
         self.bucket_s = bucket_s
         self.slot_ttl_s = slot_ttl_s
         self._conn: sqlite3.Connection | None = None
-        # One thread: the connection is used by one call at a time, in order.
+        self._lock_fd = -1
+        # One thread: the connection is used by one batch at a time, in order.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-counters")
+        self._queue: list[_Call] = []  # calls waiting for the next batch
+        self._drain: asyncio.Task[None] | None = None
+        self.transactions = 0  # committed so far (each holds one or many calls)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = open_counter_db(self.path)
+            self._lock_fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         return self._conn
 
     async def _run(self, work: Callable[[sqlite3.Connection, float], T]) -> T:
-        now = self.clock()  # read on the loop: a test clock is not thread-safe
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._transaction, work, now)
+        """Run `work` in a transaction of its own, or rather in the next batch: calls made while
+        a batch is in the thread wait for it and then go together, in one transaction."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        self._queue.append((work, self.clock(), done))  # the clock is read on the loop: a test
+        if self._drain is None:  # clock need not be thread-safe
+            self._drain = spawn(self._drain_queue(), name="sqlite counters")
+        return await done
 
-    def _transaction(self, work: Callable[[sqlite3.Connection, float], T], now: float) -> T:
+    async def _drain_queue(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    outcomes = await loop.run_in_executor(self._thread, self._run_batch, batch)
+                except BaseException as exc:  # the loop is closing, or the thread is gone
+                    outcomes = [(False, exc)] * len(batch)
+                    if not isinstance(exc, Exception):
+                        for _, _, done in batch:
+                            done.cancel()
+                        raise
+                for (_, _, done), (ok, value) in zip(batch, outcomes, strict=True):
+                    if done.done():  # its caller went away
+                        continue
+                    if ok:
+                        done.set_result(value)
+                    else:
+                        done.set_exception(value)
+        finally:
+            self._drain = None
+
+    def _run_batch(self, batch: list[_Call]) -> list[tuple[bool, Any]]:
+        """The calls of a batch in one transaction (each still atomic: the whole batch is); if
+        one fails, the batch is rolled back and each call runs alone, so only it fails."""
         conn = self._db()
+        with self._locked():
+            if len(batch) > 1:
+                try:
+                    return [(True, value) for value in self._transaction(conn, batch)]
+                except Exception:  # noqa: S110 - each call is tried alone below and reports its error
+                    pass
+            outcomes: list[tuple[bool, Any]] = []
+            for call in batch:
+                try:
+                    outcomes.append((True, self._transaction(conn, [call])[0]))
+                except Exception as exc:
+                    outcomes.append((False, exc))
+            return outcomes
+
+    def _transaction(self, conn: sqlite3.Connection, calls: list[_Call]) -> list[Any]:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = work(conn, now)
+            values = [work(conn, now) for work, now, _ in calls]
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        return result
+        self.transactions += 1
+        return values
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the counters file's lock file: a worker waiting for another is woken the moment
+        it lets go (SQLite's own busy handler polls, sleeping up to 100 ms between tries)."""
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # -- budgets ------------------------------------------------------------------------------
 
@@ -322,8 +401,13 @@ class SQLiteCounters:
         await self._run(work)
 
     async def aclose(self) -> None:
-        """Close the connection and stop the thread."""
+        """Finish the calls under way, close the connection and stop the thread."""
+        if self._drain is not None:
+            await asyncio.shield(self._drain)
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
         self._thread.shutdown(wait=False)
