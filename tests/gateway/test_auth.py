@@ -44,3 +44,13 @@ def test_keyless_only_on_loopback():
 
 def test_key_ids_do_not_reveal_keys():
     assert "secret" not in key_id("secret") and key_id("a") != key_id("b")
+
+
+def test_match_answers_without_raising():
+    auth = KeyAuthenticator(GatewaySettings(keys=["k1"]), admin_key="adm")
+    assert auth.match(_scope(("x-api-key", "k1"))).key_id == key_id("k1")
+    assert auth.match(_scope(("Authorization", "Bearer adm"))).key_id == "admin"
+    # A key not configured here (perhaps one from the store) and no key at all: None, no error.
+    assert auth.match(_scope(("x-api-key", "cg-from-the-store"))) is None
+    assert auth.match(_scope()) is None
+    assert KeyAuthenticator(GatewaySettings(allow_keyless=True)).match(_scope()) is ANONYMOUS

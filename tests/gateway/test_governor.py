@@ -270,3 +270,86 @@ def test_counters_are_shared_by_several_workers(tmp_path) -> None:
     assert isinstance(
         default_counters(settings(gateway={"workers": 2}, redis_url="redis://h:1/0")), RedisCounters
     )
+
+
+class _CountedLookups:
+    """Counts the governor's store lookups of keys; `fail` makes the next ones raise."""
+
+    def __init__(self, governor: Any) -> None:
+        self.calls = 0
+        self.fail: Exception | None = None
+        self._real = governor.store.keys.principal_for_hash
+        governor.store.keys.principal_for_hash = self
+
+    async def __call__(self, key_hash: str) -> Any:
+        self.calls += 1
+        await asyncio.sleep(0.01)  # a query takes a while: requests pile up behind it
+        if self.fail is not None:
+            raise self.fail
+        return await self._real(key_hash)
+
+
+async def _governor_with_key(tmp_path: Any) -> tuple[Any, str, str, _CountedLookups]:
+    from cloudgate.catalog import default_catalog
+    from cloudgate.gateway.governor import Governor
+
+    governor = Governor(Settings(data_dir=str(tmp_path)), default_catalog())
+    await governor.start()
+    created = await governor.store.keys.create("test")
+    return governor, created.plaintext, created.key.id, _CountedLookups(governor)
+
+
+def test_requests_arriving_together_share_one_key_lookup(tmp_path) -> None:
+    async def main() -> None:
+        governor, key, key_id, lookups = await _governor_with_key(tmp_path)
+        try:
+            found = await asyncio.gather(*(governor.principal([key]) for _ in range(20)))
+            assert {p.key_id for p in found} == {key_id} and lookups.calls == 1
+            # One caller giving up does not cancel the lookup the others wait for.
+            governor._cache.clear()
+            leaver = asyncio.ensure_future(governor.principal([key]))
+            stayer = asyncio.ensure_future(governor.principal([key]))
+            await asyncio.sleep(0)
+            leaver.cancel()
+            assert (await stayer).key_id == key_id and lookups.calls == 2
+            # A failed lookup reaches every waiter and is not remembered: the next request asks again.
+            governor._cache.clear()
+            lookups.fail = RuntimeError("store down")
+            failed = await asyncio.gather(
+                *(governor.principal([key]) for _ in range(5)), return_exceptions=True
+            )
+            assert all(isinstance(f, RuntimeError) for f in failed) and lookups.calls == 3
+            lookups.fail = None
+            assert (await governor.principal([key])).key_id == key_id and lookups.calls == 4
+        finally:
+            await governor.close()
+
+    run(main())
+
+
+def test_a_busy_key_is_looked_up_again_before_its_cache_entry_expires(tmp_path) -> None:
+    async def main() -> None:
+        governor, key, key_id, lookups = await _governor_with_key(tmp_path)
+        governor.cache_seconds = 0.5  # refreshed in its last 0.1 s
+        try:
+            assert (await governor.principal([key])).key_id == key_id and lookups.calls == 1
+            await asyncio.sleep(0.3)
+            await governor.principal([key])
+            assert lookups.calls == 1, "early in its life an entry is just used"
+            await asyncio.sleep(0.15)
+            started = time.monotonic()
+            assert (await governor.principal([key])).key_id == key_id
+            assert time.monotonic() - started < 0.01, "the request did not wait for the refresh"
+            await asyncio.sleep(0.05)
+            assert lookups.calls == 2
+            await asyncio.sleep(0.2)  # past the first entry's end: the refreshed one serves
+            await governor.principal([key])
+            assert lookups.calls == 2
+            # Revocation still takes effect within the cache's lifetime.
+            await governor.store.keys.revoke(key_id)
+            await asyncio.sleep(0.55)
+            assert await governor.principal([key]) is None and lookups.calls == 3
+        finally:
+            await governor.close()
+
+    run(main())

@@ -107,6 +107,7 @@ class GatewayApp:
         self._models_body: bytes | None = None
         self._admin_api: AdminAPI | None = None
         self._console: Console | None = None
+        self._configured_principals: dict[str, Principal] = {}  # key id -> principal
         self._ready = True  # the last readiness answer, so only changes are logged
         self.freeze_gc = False  # `cloudgate serve` sets it: the process is the gateway alone
 
@@ -515,21 +516,28 @@ class GatewayApp:
 
     async def _principal(self, scope: Scope, signed_body: bytes | None = None) -> Principal:
         """Who is calling: a configured key, the admin key, or a key from the store."""
-        try:
-            caller = self._authenticate(scope, signed_body)
-            return Principal(
-                key_id=caller.key_id, key_prefix=caller.key_id, is_admin=caller.key_id == "admin"
-            )
-        except GatewayError as err:
-            governor = self.state.governor
-            if governor is None or signed_body is not None:
-                raise
+        governor = self.state.governor
+        if governor is None or signed_body is not None:
+            return self._configured(self._authenticate(scope, signed_body))
+        caller = self.state.auth.match(scope)
+        if caller is None:
             principal = await governor.principal(
                 presented_keys(scope, self.state.settings.gateway.auth_header)
             )
-            if principal is None:
-                raise err from None
-            return principal
+            if principal is not None:
+                return principal
+            caller = self._authenticate(scope)  # raises: says whether the key is missing or wrong
+        return self._configured(caller)
+
+    def _configured(self, caller: Caller) -> Principal:
+        """The principal of a configured key (the same object each time: they never change)."""
+        principal = self._configured_principals.get(caller.key_id)
+        if principal is None:
+            kid = caller.key_id
+            principal = Principal(key_id=kid, key_prefix=kid, is_admin=kid == "admin")
+            if len(self._configured_principals) < 4096:  # (SigV4 access key ids are the caller's)
+                self._configured_principals[caller.key_id] = principal
+        return principal
 
     def upstream_host(self, provider: str, deployment: str, region: str) -> str | None:
         """The host a deployment's requests go to (`server.address` on trace spans)."""

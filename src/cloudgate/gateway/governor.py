@@ -10,6 +10,7 @@ for the database. A gateway killed in between leaves the journal to say what was
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -36,6 +37,7 @@ from cloudgate.store.engine import data_dir, database_url
 from cloudgate.store.keys import hash_key
 from cloudgate.store.migrate import upgrade
 from cloudgate.store.repositories import Store
+from cloudgate.util.tasks import spawn
 
 log = logging.getLogger("cloudgate.governance")
 
@@ -122,7 +124,8 @@ class Governor:
         self.limiter = RateLimiter(counters)
         self._journal_dir = journal_directory(settings)
         self.writer: SpendWriter | None = None
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: dict[str, tuple[float, Principal | None]] = {}  # key -> (until, principal)
+        self._pending: dict[str, asyncio.Task[Principal | None]] = {}  # lookups under way
         self.cache_seconds = _CACHE_SECONDS
         self._price_entries: dict[str, ModelEntry | None] = {}
         self._factors: dict[tuple[str, str, str | None], Decimal] = {}
@@ -145,6 +148,8 @@ class Governor:
         if self.writer is not None:
             await self.writer.close()
             self.writer.journal.close()
+        for lookup in list(self._pending.values()):
+            lookup.cancel()
         await self.counters.aclose()
         await self.store.close()
 
@@ -159,21 +164,49 @@ class Governor:
         for key in presented:
             if not key:
                 continue
-            digest = hash_key(key)
-            cached = self._cache.get(digest)
-            if cached is not None and cached[0] > now:
-                principal = cached[1]
+            cached = self._cache.get(key)
+            if cached is None or cached[0] <= now:
+                # Shielded: a caller that goes away must not cancel the others' lookup.
+                principal = await asyncio.shield(self._lookup(key))
             else:
-                principal = await self.store.keys.principal_for_hash(digest)
-                if len(self._cache) >= _CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache[digest] = (now + (self.cache_seconds if principal else _MISS_SECONDS), principal)
+                principal = cached[1]
+                if principal is not None and cached[0] - now < self._refresh_ahead():
+                    self._lookup(key)  # refreshed in the background; this request uses the cache
             if principal is not None:
                 expires = principal.expires_at
                 if expires is not None and expires <= datetime.now(UTC):
                     continue
                 return principal
         return None
+
+    def _refresh_ahead(self) -> float:
+        # A key in use is looked up again this long before its cache entry expires, so busy keys
+        # never make requests wait for the store; revocation still takes `cache_seconds` at most.
+        return min(1.0, self.cache_seconds / 5)
+
+    def _lookup(self, key: str) -> asyncio.Task[Principal | None]:
+        """The store's answer for `key`, one query however many requests ask at once (a cache
+        entry of a busy key expiring would otherwise send every request in flight to the store)."""
+        pending = self._pending.get(key)
+        if pending is None:
+            # (spawn logs a failure: a background refresh has no caller to tell)
+            pending = self._pending[key] = spawn(self._fetch(key), name="key lookup")
+            pending.add_done_callback(lambda done: self._looked_up(key, done))
+        return pending
+
+    def _looked_up(self, key: str, task: asyncio.Task[Principal | None]) -> None:
+        if self._pending.get(key) is task:
+            del self._pending[key]
+
+    async def _fetch(self, key: str) -> Principal | None:
+        # The cache holds presented keys, not digests: a hit costs no hashing. A key is a
+        # secret the process holds anyway while serving the request.
+        principal = await self.store.keys.principal_for_hash(hash_key(key))
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        lifetime = self.cache_seconds if principal else _MISS_SECONDS
+        self._cache[key] = (time.monotonic() + lifetime, principal)
+        return principal
 
     # -- around one call ----------------------------------------------------------------------
 
