@@ -81,8 +81,25 @@ class Admission:
     input_keys: tuple[str, ...] = ()
     output_keys: tuple[str, ...] = ()
     slot_keys: tuple[str, ...] = ()
-    statuses: tuple[LimitStatus, ...] = ()
     finished: bool = False
+    # What `statuses` is worked out from, when asked (most requests never ask): each limit's
+    # (scope, scope id, name, limit), what it held before this request, what this request added,
+    # and when the windows will have replenished (epoch seconds).
+    meta: tuple[tuple[Scope, str, LimitName, int], ...] = ()
+    used: tuple[int, ...] = ()
+    added: tuple[int, ...] = ()
+    reset_at: float = 0.0
+
+    @property
+    def statuses(self) -> tuple[LimitStatus, ...]:
+        """Each limit as it stood once this request was counted."""
+        reset_at = datetime.fromtimestamp(self.reset_at, UTC)
+        return tuple(
+            LimitStatus(scope, scope_id, name, limit, max(0, limit - used - added), reset_at)
+            for (scope, scope_id, name, limit), used, added in zip(
+                self.meta, self.used, self.added, strict=True
+            )
+        )
 
     def tightest(self, name: LimitName) -> LimitStatus | None:
         """The status with the least remaining for `name` (what the response headers report)."""
@@ -100,6 +117,8 @@ class _Plan:
     meta: tuple[tuple[Scope, str, LimitName, int], ...]
     input_keys: tuple[str, ...]
     output_keys: tuple[str, ...]
+    slot_keys: tuple[str, ...]
+    slot_adds: tuple[int, ...]  # each slot taken counts one
 
 
 _PLAN_CACHE_LIMIT = 4096
@@ -135,6 +154,8 @@ def _plan(limits: tuple[ScopedLimits, ...]) -> _Plan:
         meta=tuple(m for m, _ in windows) + tuple(m for m, _ in slots),
         input_keys=tuple(w[0] for _, w in windows if w[2] is LimitName.INPUT_TOKENS),
         output_keys=tuple(w[0] for _, w in windows if w[2] is LimitName.OUTPUT_TOKENS),
+        slot_keys=tuple(s.key for _, s in slots),
+        slot_adds=(1,) * len(slots),
     )
 
 
@@ -149,12 +170,11 @@ class RateLimiter:
         self._counters = counters
         self._plans: dict[tuple[ScopedLimits, ...], _Plan] = {}  # a principal's limits -> plan
 
-    def _reset_at(self, now: float) -> datetime:
+    def _reset_end(self, now: float) -> float:
         # Everything counted so far sits in the current bucket or older: all of it has left the
         # window once the current bucket has.
         bs = self._counters.bucket_s
-        end = (math.floor(now / bs) + self._counters.window_s // bs) * bs
-        return datetime.fromtimestamp(end, UTC)
+        return float((math.floor(now / bs) + self._counters.window_s // bs) * bs)
 
     async def admit(self, principal: Principal, input_tokens_estimate: int) -> Admission:
         """Count the request against every limit of the principal, or raise `RateLimited`."""
@@ -172,20 +192,14 @@ class RateLimiter:
         adds = {LimitName.REQUESTS: 1, LimitName.INPUT_TOKENS: estimate, LimitName.OUTPUT_TOKENS: 0}
         windows = [WindowCheck(key, limit, adds[name]) for key, limit, name in plan.windows]
         result = await self._counters.admit(windows, plan.slots, token)
-        reset_at = self._reset_at(now)
         if not result.ok and result.refused is not None:
             scope, scope_id, name, limit = plan.meta[result.refused]
             used = result.used[result.refused]
-            if name is LimitName.CONCURRENT:
-                reset_at = datetime.fromtimestamp(now + result.retry_after_s, UTC)
+            reset_at = datetime.fromtimestamp(
+                now + result.retry_after_s if name is LimitName.CONCURRENT else self._reset_end(now), UTC
+            )
             raise RateLimited(
                 scope, name, limit, result.retry_after_s, max(0, limit - used), reset_at, scope_id=scope_id
-            )
-        statuses = []
-        for i, (scope, scope_id, name, limit) in enumerate(plan.meta):
-            added = windows[i].add if i < len(windows) else 1
-            statuses.append(
-                LimitStatus(scope, scope_id, name, limit, max(0, limit - result.used[i] - added), reset_at)
             )
         return Admission(
             token=token,
@@ -193,8 +207,11 @@ class RateLimiter:
             input_estimate=estimate,
             input_keys=plan.input_keys,
             output_keys=plan.output_keys,
-            slot_keys=tuple(s.key for s in plan.slots),
-            statuses=tuple(statuses),
+            slot_keys=plan.slot_keys,
+            meta=plan.meta,
+            used=result.used,
+            added=tuple(w.add for w in windows) + plan.slot_adds,
+            reset_at=self._reset_end(now),
         )
 
     async def finish(self, admission: Admission, input_tokens_actual: int, output_tokens: int) -> None:
