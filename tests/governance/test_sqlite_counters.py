@@ -8,11 +8,13 @@ these are what only a shared file has.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 from pathlib import Path
 
 from cloudgate.governance.counters import BudgetHold, WindowCheck
-from cloudgate.governance.sqlite_counters import SQLiteCounters, reset_counter_db
+from cloudgate.governance.sqlite_counters import CHECKPOINT_EVERY, SQLiteCounters, lock_path, reset_counter_db
 
 
 async def test_two_connections_see_one_window(tmp_path: Path) -> None:
@@ -113,4 +115,63 @@ async def test_a_failing_call_fails_alone(tmp_path: Path) -> None:
         assert await counters.window_total("w") == 1 and await counters.budget("b") == (0, 5)
         assert await counters.window_total("x") == 0, "the failed call's own writes were undone"
     finally:
+        await counters.aclose()
+
+
+async def test_a_free_file_is_written_from_the_loop_without_the_thread(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    counters = SQLiteCounters(path)
+    try:
+        await counters.seed("b", 0, 0)  # the first call opens the file, in the thread
+        thread_calls = counters._thread.submit(lambda: None)
+        thread_calls.result()
+        before = counters.transactions
+        # Nothing to wait for: the call finishes without yielding to the event loop.
+        call = counters.reserve([BudgetHold("b", 100)], "h", 10, 60)
+        try:
+            call.send(None)
+        except StopIteration as done:
+            assert done.value.ok
+        else:
+            raise AssertionError("the call waited")
+        assert counters.transactions == before + 1 and await counters.budget("b") == (0, 10)
+        # The loop's connection never checkpoints (an fsync): the thread does, every CHECKPOINT_EVERY.
+        assert counters._loop_conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        checkpoints = []
+        real = counters._checkpoint
+        counters._checkpoint = lambda: checkpoints.append(real())
+        for i in range(CHECKPOINT_EVERY):
+            await counters.admit([WindowCheck("w", 10**6, 1)], [], f"t{i}")
+        await asyncio.sleep(0.2)
+        assert len(checkpoints) == 1
+        assert await counters.window_total("w") == CHECKPOINT_EVERY
+    finally:
+        await counters.aclose()
+
+
+async def test_a_worker_holding_the_lock_file_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    counters = SQLiteCounters(path)
+    await counters.seed("b", 0, 0)
+    fd = os.open(lock_path(path), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another worker's turn
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.get_running_loop().create_task(tick())
+    try:
+        reserve = asyncio.ensure_future(counters.reserve([BudgetHold("b", 100)], "h", 10, 60))
+        await asyncio.sleep(0.3)
+        assert not reserve.done() and ticks >= 5
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        assert (await asyncio.wait_for(reserve, 10)).ok
+        assert await counters.budget("b") == (0, 10)
+    finally:
+        ticker.cancel()
+        os.close(fd)
         await counters.aclose()
