@@ -11,6 +11,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from cloudgate.governance.counters import BudgetHold, WindowCheck
@@ -29,12 +30,9 @@ async def test_two_connections_see_one_window(tmp_path: Path) -> None:
         await b.aclose()
 
 
-async def test_the_loop_runs_while_another_process_holds_the_lock(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
-    counters = SQLiteCounters(path)
-    await counters.seed("b", 0, 0)
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another worker in the middle of a transaction
+async def _reserve_waits_off_the_loop(counters: SQLiteCounters, let_go: Callable[[], None]) -> None:
+    """A reservation made while another worker holds the file waits, the loop running on; it
+    is made once `let_go()` has run."""
     ticks = 0
 
     async def tick() -> None:
@@ -48,11 +46,22 @@ async def test_the_loop_runs_while_another_process_holds_the_lock(tmp_path: Path
         reserve = asyncio.ensure_future(counters.reserve([BudgetHold("b", 100)], "h", 10, 60))
         await asyncio.sleep(0.3)
         assert not reserve.done() and ticks >= 5  # waiting for the lock, off the loop
-        other.execute("COMMIT")
+        let_go()
         assert (await asyncio.wait_for(reserve, 10)).ok
         assert await counters.budget("b") == (0, 10)
     finally:
         ticker.cancel()
+
+
+async def test_the_loop_runs_while_another_process_holds_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    counters = SQLiteCounters(path)
+    await counters.seed("b", 0, 0)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a writer in the middle of a transaction, without the lock file
+    try:
+        await _reserve_waits_off_the_loop(counters, lambda: other.execute("COMMIT"))
+    finally:
         other.close()
         await counters.aclose()
 
@@ -155,23 +164,8 @@ async def test_a_worker_holding_the_lock_file_is_waited_for_off_the_loop(tmp_pat
     await counters.seed("b", 0, 0)
     fd = os.open(lock_path(path), os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)  # another worker's turn
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.get_running_loop().create_task(tick())
     try:
-        reserve = asyncio.ensure_future(counters.reserve([BudgetHold("b", 100)], "h", 10, 60))
-        await asyncio.sleep(0.3)
-        assert not reserve.done() and ticks >= 5
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        assert (await asyncio.wait_for(reserve, 10)).ok
-        assert await counters.budget("b") == (0, 10)
+        await _reserve_waits_off_the_loop(counters, lambda: fcntl.flock(fd, fcntl.LOCK_UN))
     finally:
-        ticker.cancel()
         os.close(fd)
         await counters.aclose()
