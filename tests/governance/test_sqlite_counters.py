@@ -14,8 +14,14 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from cloudgate.governance.counters import BudgetHold, WindowCheck
-from cloudgate.governance.sqlite_counters import CHECKPOINT_EVERY, SQLiteCounters, lock_path, reset_counter_db
+from cloudgate.governance.counters import BudgetHold, SlotCheck, WindowCheck
+from cloudgate.governance.sqlite_counters import (
+    CHECKPOINT_EVERY,
+    SWEEP_EVERY,
+    SQLiteCounters,
+    lock_path,
+    reset_counter_db,
+)
 
 
 async def test_two_connections_see_one_window(tmp_path: Path) -> None:
@@ -168,4 +174,30 @@ async def test_a_worker_holding_the_lock_file_is_waited_for_off_the_loop(tmp_pat
         await _reserve_waits_off_the_loop(counters, lambda: fcntl.flock(fd, fcntl.LOCK_UN))
     finally:
         os.close(fd)
+        await counters.aclose()
+
+
+async def test_what_has_expired_is_deleted_in_the_background(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    now = [1_000_000.0]
+    counters = SQLiteCounters(path, clock=lambda: now[0])
+    try:
+        await counters.seed("b", 0, 0)
+        assert (await counters.admit([WindowCheck("w", 10, 1)], [SlotCheck("s", 10)], "t")).ok
+        assert (await counters.reserve([BudgetHold("b", 1000)], "h", 30, 60)).ok
+        now[0] += 3600  # the bucket, the slot and the hold have all expired; nothing deleted yet
+        assert await counters.window_total("w") == 0 and await counters.slots_in_use("s") == 0
+        for i in range(SWEEP_EVERY):
+            await counters.admit([WindowCheck("other", 10**6, 1)], [], f"t{i}")
+        await asyncio.sleep(0.2)  # the sweep runs in the thread
+        raw = sqlite3.connect(path)
+        try:
+            assert raw.execute("SELECT COUNT(*) FROM buckets WHERE key = 'w'").fetchone()[0] == 0
+            assert raw.execute("SELECT COUNT(*) FROM slots").fetchone()[0] == 0
+            assert raw.execute("SELECT COUNT(*) FROM holds").fetchone()[0] == 0
+            # The hold of a request that never finished is spending.
+            assert raw.execute("SELECT spent, reserved FROM budgets WHERE key = 'b'").fetchone() == (30, 0)
+        finally:
+            raw.close()
+    finally:
         await counters.aclose()

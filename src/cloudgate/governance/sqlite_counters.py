@@ -20,7 +20,9 @@ the wait for any other writer.
 
 Tables: `budgets(key, spent, reserved, expires_at)`, `holds(key, hold_id, amount, expires_at)`,
 `buckets(key, bucket, amount)` (bucket = epoch // bucket_s), `slots(key, token, expires_at)`;
-`expires_at` is epoch seconds, NULL for a budget that never expires.
+`expires_at` is epoch seconds, NULL for a budget that never expires. Reads skip buckets out of
+the window and expired slots; every SWEEP_EVERY calls one more deletes them and moves expired
+holds from `reserved` to `spent`.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from cloudgate.util.tasks import spawn
 
 BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_EVERY = 1000  # transactions on the loop between two WAL checkpoints in the thread
+SWEEP_EVERY = 1000  # calls between two deletions of expired buckets, slots and holds
 log = logging.getLogger("cloudgate.governance")
 
 _SCHEMA = """
@@ -96,6 +99,11 @@ def open_counter_db(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(_SCHEMA)
     return conn
+
+
+def _quietly(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("deleting expired counters failed: %s", done.exception())
 
 
 def open_loop_connection(path: Path) -> sqlite3.Connection:
@@ -140,6 +148,7 @@ class SQLiteCounters:
         self._conn: sqlite3.Connection | None = None  # the thread's
         self._loop_conn: sqlite3.Connection | None = None  # the event loop's (see _run_here)
         self._here = 0  # transactions run on the loop, for checkpointing
+        self._calls = 0  # calls made, for sweeping
         self._lock_fd = -1
         # One thread: the connection is used by one batch at a time, in order.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-counters")
@@ -159,6 +168,7 @@ class SQLiteCounters:
         """Run `work` in a transaction: at once on the event loop when the file is free, else in
         the next batch of the thread (calls made while a batch is there go together)."""
         now = self.clock()  # read on the loop: a test clock need not be thread-safe
+        self._count_call()
         if self._drain is None:
             outcome = self._run_here(work, now)
             if outcome is not None:
@@ -215,6 +225,16 @@ class SQLiteCounters:
             self._db().execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:  # a later one will do
             log.warning("checkpointing %s failed: %s", self.path, exc)
+
+    def _count_call(self) -> None:
+        # Every SWEEP_EVERY calls, one more in the background deletes what has expired.
+        self._calls += 1
+        if self._calls % SWEEP_EVERY == 0:
+            queued: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._queue.append((self._sweep, self.clock(), queued))
+            queued.add_done_callback(_quietly)
+            if self._drain is None:
+                self._drain = spawn(self._drain_queue(), name="sqlite counters")
 
     async def _drain_queue(self) -> None:
         loop = asyncio.get_running_loop()
@@ -301,26 +321,12 @@ class SQLiteCounters:
             unseeded = tuple(i for i, b in enumerate(budgets) if b is None)
             if unseeded:
                 return ReserveResult(ok=False, unseeded=unseeded)
-            current: list[int] = []
-            for hold in holds:
-                # Holds past their expiry belonged to a request that never finished: spending.
-                expired = conn.execute(
-                    "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key = ? AND expires_at <= ?",
-                    (hold.key, now),
-                ).fetchone()[0]
-                if expired:
-                    conn.execute(
-                        "UPDATE budgets SET reserved = reserved - ?1, spent = spent + ?1 WHERE key = ?2",
-                        (expired, hold.key),
-                    )
-                    conn.execute("DELETE FROM holds WHERE key = ? AND expires_at <= ?", (hold.key, now))
-                row = conn.execute(
-                    "SELECT spent + reserved FROM budgets WHERE key = ?", (hold.key,)
-                ).fetchone()
-                current.append(int(row[0]))
-            for i, hold in enumerate(holds):
-                if current[i] + max(amount, 1) > hold.limit:
-                    return ReserveResult(ok=False, refused=i, current=current[i])
+            # Expired holds (requests that never finished) count as spending; whether they are
+            # moved from `reserved` to `spent` yet (see `_sweep`) leaves the sum unchanged.
+            for i, (hold, budget) in enumerate(zip(holds, budgets, strict=True)):
+                current = sum(budget or (0, 0))
+                if current + max(amount, 1) > hold.limit:
+                    return ReserveResult(ok=False, refused=i, current=current)
             for hold in holds:
                 conn.execute(
                     "INSERT OR REPLACE INTO holds (key, hold_id, amount, expires_at) VALUES (?, ?, ?, ?)",
@@ -380,7 +386,12 @@ class SQLiteCounters:
 
     async def budget(self, key: str) -> tuple[int, int] | None:
         """(spent, reserved) of a budget counter, None if unseeded."""
-        return await self._run(lambda conn, now: self._live_budget(conn, key, now))
+
+        def work(conn: sqlite3.Connection, now: float) -> tuple[int, int] | None:
+            self._sweep(conn, now)  # so that expired holds show as spent
+            return self._live_budget(conn, key, now)
+
+        return await self._run(work)
 
     # -- rate windows and concurrency slots ---------------------------------------------------
 
@@ -388,14 +399,33 @@ class SQLiteCounters:
         return math.floor(now / self.bucket_s) - self.window_s // self.bucket_s + 1
 
     def _window(self, conn: sqlite3.Connection, key: str, now: float) -> dict[int, int]:
-        conn.execute("DELETE FROM buckets WHERE key = ? AND bucket < ?", (key, self._first_bucket(now)))
-        rows = conn.execute("SELECT bucket, amount FROM buckets WHERE key = ?", (key,))
+        # Buckets that have left the window are skipped here and deleted by `_sweep`.
+        rows = conn.execute(
+            "SELECT bucket, amount FROM buckets WHERE key = ? AND bucket >= ?", (key, self._first_bucket(now))
+        )
         return {int(b): int(a) for b, a in rows}
 
     @staticmethod
     def _slot_count(conn: sqlite3.Connection, key: str, now: float) -> int:
-        conn.execute("DELETE FROM slots WHERE key = ? AND expires_at <= ?", (key, now))
-        return int(conn.execute("SELECT COUNT(*) FROM slots WHERE key = ?", (key,)).fetchone()[0])
+        # Expired slots are skipped here and deleted by `_sweep`.
+        row = conn.execute(
+            "SELECT COUNT(*) FROM slots WHERE key = ? AND expires_at > ?", (key, now)
+        ).fetchone()
+        return int(row[0])
+
+    def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
+        """Delete what has expired, in every key: buckets out of the window, slots past their
+        time, and holds past theirs (their amount moves from reserved to spent)."""
+        conn.execute("DELETE FROM buckets WHERE bucket < ?", (self._first_bucket(now),))
+        conn.execute("DELETE FROM slots WHERE expires_at <= ?", (now,))
+        expired = conn.execute(
+            "SELECT key, SUM(amount) FROM holds WHERE expires_at <= ? GROUP BY key", (now,)
+        ).fetchall()
+        for key, total in expired:
+            conn.execute(
+                "UPDATE budgets SET reserved = reserved - ?1, spent = spent + ?1 WHERE key = ?2", (total, key)
+            )
+        conn.execute("DELETE FROM holds WHERE expires_at <= ?", (now,))
 
     async def admit(
         self, windows: Sequence[WindowCheck], slots: Sequence[SlotCheck], token: str
