@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from cloudgate.governance.counters import BudgetHold, SlotCheck, WindowCheck
 from cloudgate.governance.sqlite_counters import (
     CHECKPOINT_EVERY,
@@ -199,5 +201,27 @@ async def test_what_has_expired_is_deleted_in_the_background(tmp_path: Path) -> 
             assert raw.execute("SELECT spent, reserved FROM budgets WHERE key = 'b'").fetchone() == (30, 0)
         finally:
             raw.close()
+    finally:
+        await counters.aclose()
+
+
+async def test_a_loop_connection_that_cannot_roll_back_is_replaced(tmp_path: Path) -> None:
+    counters = SQLiteCounters(tmp_path / "c.db")
+
+    def ends_its_own_transaction(conn: sqlite3.Connection, now: float) -> None:
+        conn.execute("ROLLBACK")  # so the counters' own ROLLBACK fails
+        raise ValueError("broken")
+
+    try:
+        await counters.seed("b", 0, 0)  # opens the file (in the thread)
+        await counters.seed("c", 0, 0)  # on the loop
+        first = counters._loop_conn
+        assert first is not None
+        with pytest.raises(ValueError, match="broken"):
+            await counters._run(ends_its_own_transaction)
+        assert counters._loop_conn is None
+        assert (await counters.reserve([BudgetHold("b", 100)], "h", 10, 60)).ok
+        assert counters._loop_conn is not None and counters._loop_conn is not first
+        assert await counters.budget("b") == (0, 10)
     finally:
         await counters.aclose()

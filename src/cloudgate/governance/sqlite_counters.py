@@ -208,7 +208,11 @@ class SQLiteCounters:
                 value = work(conn, now)
                 conn.execute("COMMIT")
             except BaseException as exc:
-                conn.execute("ROLLBACK")
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:  # closing it rolls back; the next call opens another
+                    self._loop_conn = None
+                    conn.close()
                 if not isinstance(exc, Exception):
                     raise
                 return False, exc
