@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
@@ -215,6 +216,36 @@ async def test_redis_reloads_flushed_scripts(counters: Counters) -> None:
     assert (await counters.admit([WindowCheck("w", 10, 1)], [], "t")).ok
     await counters.redis.script_flush()
     assert (await counters.admit([WindowCheck("w", 10, 1)], [], "t")).used == (1,)
+
+
+async def test_redis_calls_made_together_share_round_trips(counters: Counters) -> None:
+    if not isinstance(counters, RedisCounters):
+        pytest.skip("Redis only")
+    # 50 requests at once against a limit of 30: exactly 30 admitted, in far fewer round trips.
+    results = await asyncio.gather(
+        *(counters.admit([WindowCheck("w", 30, 1)], [], f"t{i}") for i in range(50))
+    )
+    assert sum(r.ok for r in results) == 30
+    assert counters.round_trips < 50
+    assert await counters.window_total("w") == 30
+
+
+async def test_redis_pipelined_calls_fail_alone_and_survive_a_script_flush(counters: Counters) -> None:
+    if not isinstance(counters, RedisCounters):
+        pytest.skip("Redis only")
+    from redis.exceptions import ResponseError
+
+    assert (await counters.admit([WindowCheck("w", 10, 1)], [], "t")).ok  # scripts loaded
+    await counters.redis.script_flush()
+    malformed = counters._run("admit", [counters.prefix + "x"], ["not a time"])
+    results = await asyncio.gather(
+        *(counters.admit([WindowCheck("w", 10, 1)], [], f"t{i}") for i in range(5)),
+        malformed,
+        return_exceptions=True,
+    )
+    assert all(r.ok for r in results[:5])
+    assert isinstance(results[5], ResponseError)
+    assert await counters.window_total("w") == 6
 
 
 def test_a_memory_window_keeps_its_sum_and_oldest_bucket_through_any_changes() -> None:

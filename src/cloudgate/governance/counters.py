@@ -27,17 +27,22 @@ Redis layout (every key under the prefix, `cloudgate:` by default):
   {prefix}{key}            hash    window: bucket index (epoch // bucket_s) -> amount
   {prefix}{key}            zset    slots: token -> expiry (epoch seconds)
 Every operation that touches several keys is one Lua script (`SCRIPT LOAD` once, `EVALSHA`
-after), so it is atomic across gateway processes and costs one round trip. The keys of one
-call are not hash-tagged: this is for a single Redis (or a primary with replicas), not Cluster.
+after), so it is atomic across gateway processes and costs one round trip; the calls made while
+another is on the wire go together in the next pipeline, so under load one round trip serves
+many requests. The keys of one call are not hash-tagged: this is for a single Redis (or a
+primary with replicas), not Cluster.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from cloudgate.util.tasks import spawn
 
 DEFAULT_WINDOW_S = 60
 DEFAULT_BUCKET_S = 1
@@ -616,7 +621,8 @@ def _num(value: float) -> str:
 
 
 class RedisCounters:
-    """Counters in Redis, shared by every gateway process; each call is one script round trip."""
+    """Counters in Redis, shared by every gateway process; each call is one script, and calls
+    made while others are on the wire share the next round trip (a pipeline)."""
 
     def __init__(
         self,
@@ -637,6 +643,10 @@ class RedisCounters:
         self.bucket_s = bucket_s
         self.slot_ttl_s = slot_ttl_s
         self._shas: dict[str, str] = {}
+        self._on_the_wire = 0  # script calls sent and not answered yet
+        self.round_trips = 0  # script calls and pipelines sent so far
+        self._queue: list[tuple[str, Sequence[str], Sequence[str | int], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisCounters:
@@ -650,16 +660,71 @@ class RedisCounters:
             self._shas[name] = await self.redis.script_load(text)
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """Run script `name`: at once when no call is on the wire, else in the next pipeline.
+
+        Under load the calls of many requests then share round trips: the client's work per
+        command (a connection from the pool, a write, a read) is paid once per pipeline. Each
+        script is still atomic on the server, and one request's calls stay in order (each
+        awaits the last).
+        """
+        if self._on_the_wire:
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._queue.append((name, keys, args, done))
+            if self._flusher is None:
+                self._flusher = spawn(self._flush(), name="redis counters")
+            return await done
+        self._on_the_wire += 1
+        try:
+            return await self._call(name, keys, args)
+        finally:
+            self._on_the_wire -= 1
+
+    async def _call(self, name: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         from redis.exceptions import NoScriptError
 
         if not self._shas:
             await self._load()
+        self.round_trips += 1
         try:
             return await self.redis.evalsha(self._shas[name], len(keys), *keys, *args)
         except NoScriptError:
             # The server restarted or its script cache was flushed: load again, once.
             await self._load()
             return await self.redis.evalsha(self._shas[name], len(keys), *keys, *args)
+
+    async def _flush(self) -> None:
+        from redis.exceptions import NoScriptError
+
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                self._on_the_wire += 1
+                try:
+                    if not self._shas:
+                        await self._load()
+                    pipe = self.redis.pipeline(transaction=False)
+                    for name, keys, args, _ in batch:
+                        pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+                    self.round_trips += 1
+                    replies: list[Any] = await pipe.execute(raise_on_error=False)
+                except Exception as exc:  # the connection failed: every call in it fails
+                    replies = [exc] * len(batch)
+                finally:
+                    self._on_the_wire -= 1
+                for (name, keys, args, done), reply in zip(batch, replies, strict=True):
+                    if done.done():  # its caller went away
+                        continue
+                    if isinstance(reply, NoScriptError):  # (the server lost its scripts)
+                        try:
+                            reply = await self._call(name, keys, args)
+                        except Exception as exc:
+                            reply = exc
+                    if isinstance(reply, Exception):
+                        done.set_exception(reply)
+                    else:
+                        done.set_result(reply)
+        finally:
+            self._flusher = None
 
     def _budget_keys(self, keys: Sequence[str]) -> list[str]:
         full = [self.prefix + k for k in keys]
@@ -765,5 +830,7 @@ class RedisCounters:
             await self.redis.unlink(*batch)
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Finish the calls under way and close the connection pool."""
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
         await self.redis.aclose()
