@@ -197,6 +197,21 @@ class TestSlots:
         assert await counters.slots_in_use("s") == 0
         assert (await counters.admit([], slot, "t2")).ok
 
+    async def test_slots_expire_in_the_order_they_were_taken(
+        self, counters: Counters, clock: FakeClock
+    ) -> None:
+        slot = [SlotCheck("s", 100)]
+        for i in range(10):  # one slot a minute; those of t2, t5 and t8 given back
+            assert (await counters.admit([], slot, f"t{i}")).ok
+            clock.advance(60)
+        for i in (2, 5, 8):
+            await counters.record([], ["s"], f"t{i}")
+        assert await counters.slots_in_use("s") == 7
+        clock.advance(541)  # t0..t4 (taken at 0-240 s) are over 900 s old now: t0, t1, t3, t4 expire
+        assert await counters.slots_in_use("s") == 3  # t6, t7, t9
+        clock.advance(300)
+        assert await counters.slots_in_use("s") == 0
+
 
 async def test_redis_keys_are_namespaced_and_expire(counters: Counters) -> None:
     if not isinstance(counters, RedisCounters):

@@ -355,7 +355,15 @@ class MemoryCounters:
 
     def _slots_of(self, key: str, now: float) -> dict[str, float]:
         slots = self._slots.setdefault(key, {})
-        for token in [t for t, exp in slots.items() if exp <= now]:
+        # Slots all live `slot_ttl_s`, so the dict's order (oldest first) is their expiry order:
+        # only its head needs looking at, not every request in flight. (A clock set back keeps
+        # a slot that was never given back until those before it expire.)
+        expired = []
+        for token, expiry in slots.items():
+            if expiry > now:
+                break
+            expired.append(token)
+        for token in expired:
             del slots[token]
         return slots
 
