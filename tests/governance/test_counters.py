@@ -263,6 +263,18 @@ async def test_redis_pipelined_calls_fail_alone_and_survive_a_script_flush(count
     assert await counters.window_total("w") == 6
 
 
+async def test_redis_calls_waiting_for_a_cancelled_pipeline_are_cancelled(counters: Counters) -> None:
+    if not isinstance(counters, RedisCounters):
+        pytest.skip("Redis only")
+    calls = [asyncio.ensure_future(counters.admit([WindowCheck("w", 9, 1)], [], f"t{i}")) for i in range(4)]
+    await asyncio.sleep(0)  # the first is on the wire, the rest wait for the pipeline
+    assert counters._flusher is not None
+    counters._flusher.cancel()  # as when the loop shuts down
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
+    assert results[0].ok
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[1:])
+
+
 def test_a_memory_window_keeps_its_sum_and_oldest_bucket_through_any_changes() -> None:
     import random
 

@@ -225,3 +225,28 @@ async def test_a_loop_connection_that_cannot_roll_back_is_replaced(tmp_path: Pat
         assert await counters.budget("b") == (0, 10)
     finally:
         await counters.aclose()
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["before-it-starts", "in-the-thread"])
+async def test_calls_waiting_for_a_cancelled_batch_are_cancelled_not_left_hanging(
+    tmp_path: Path, started: bool
+) -> None:
+    path = tmp_path / "c.db"
+    counters = SQLiteCounters(path)
+    await counters.seed("b", 0, 0)
+    fd = os.open(lock_path(path), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the calls cannot run on the loop; the batch waits in the thread
+    try:
+        calls = [
+            asyncio.ensure_future(counters.admit([WindowCheck("w", 9, 1)], [], f"t{i}")) for i in range(3)
+        ]
+        await asyncio.sleep(0.05 if started else 0)
+        assert counters._drain is not None
+        counters._drain.cancel()  # as when the loop shuts down
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        assert counters._drain is None
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        await counters.aclose()

@@ -680,6 +680,7 @@ class RedisCounters:
             self._queue.append((name, keys, args, done))
             if self._flusher is None:
                 self._flusher = spawn(self._flush(), name="redis counters")
+                self._flusher.add_done_callback(self._flushed)
             return await done
         self._on_the_wire += 1
         try:
@@ -717,6 +718,10 @@ class RedisCounters:
                     replies: list[Any] = await pipe.execute(raise_on_error=False)
                 except Exception as exc:  # the connection failed: every call in it fails
                     replies = [exc] * len(batch)
+                except BaseException:  # cancelled (the loop is closing): so are its calls
+                    for *_, done in batch:
+                        done.cancel()
+                    raise
                 finally:
                     self._on_the_wire -= 1
                 for (name, keys, args, done), reply in zip(batch, replies, strict=True):
@@ -733,6 +738,14 @@ class RedisCounters:
                         done.set_result(reply)
         finally:
             self._flusher = None
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        if self._flusher is task:
+            self._flusher = None
+        if task.cancelled():  # (perhaps before it started): the calls waiting for it are too
+            for *_, done in self._queue:
+                done.cancel()
+            self._queue = []
 
     def _budget_keys(self, keys: Sequence[str]) -> list[str]:
         full = [self.prefix + k for k in keys]

@@ -178,8 +178,7 @@ class SQLiteCounters:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
         self._queue.append((work, now, done))
-        if self._drain is None:
-            self._drain = spawn(self._drain_queue(), name="sqlite counters")
+        self._start_drain()
         return await done
 
     def _run_here(self, work: _Work, now: float) -> tuple[bool, Any] | None:
@@ -237,8 +236,12 @@ class SQLiteCounters:
             queued: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._queue.append((self._sweep, self.clock(), queued))
             queued.add_done_callback(_quietly)
-            if self._drain is None:
-                self._drain = spawn(self._drain_queue(), name="sqlite counters")
+            self._start_drain()
+
+    def _start_drain(self) -> None:
+        if self._drain is None:
+            self._drain = spawn(self._drain_queue(), name="sqlite counters")
+            self._drain.add_done_callback(self._drained)
 
     async def _drain_queue(self) -> None:
         loop = asyncio.get_running_loop()
@@ -262,6 +265,14 @@ class SQLiteCounters:
                         done.set_exception(value)
         finally:
             self._drain = None
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        if self._drain is task:
+            self._drain = None
+        if task.cancelled():  # (perhaps before it started): the calls waiting for it are too
+            for _, _, done in self._queue:
+                done.cancel()
+            self._queue = []
 
     def _run_batch(self, batch: list[_Call]) -> list[tuple[bool, Any]]:
         """The calls of a batch in one transaction (each still atomic: the whole batch is); if
