@@ -268,8 +268,8 @@ async def test_redis_calls_waiting_for_a_cancelled_pipeline_are_cancelled(counte
         pytest.skip("Redis only")
     calls = [asyncio.ensure_future(counters.admit([WindowCheck("w", 9, 1)], [], f"t{i}")) for i in range(4)]
     await asyncio.sleep(0)  # the first is on the wire, the rest wait for the pipeline
-    assert counters._flusher is not None
-    counters._flusher.cancel()  # as when the loop shuts down
+    assert counters._pipelines._task is not None
+    counters._pipelines._task.cancel()  # as when the loop shuts down
     results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
     assert results[0].ok
     assert all(isinstance(r, asyncio.CancelledError) for r in results[1:])

@@ -241,11 +241,11 @@ async def test_calls_waiting_for_a_cancelled_batch_are_cancelled_not_left_hangin
             asyncio.ensure_future(counters.admit([WindowCheck("w", 9, 1)], [], f"t{i}")) for i in range(3)
         ]
         await asyncio.sleep(0.05 if started else 0)
-        assert counters._drain is not None
-        counters._drain.cancel()  # as when the loop shuts down
+        assert counters._batches._task is not None
+        counters._batches._task.cancel()  # as when the loop shuts down
         results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 5)
         assert all(isinstance(r, asyncio.CancelledError) for r in results)
-        assert counters._drain is None
+        assert not counters._batches.busy
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

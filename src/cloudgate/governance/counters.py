@@ -35,14 +35,13 @@ primary with replicas), not Cluster.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cloudgate.util.tasks import spawn
+from cloudgate.util.batching import Batcher, Outcome
 
 DEFAULT_WINDOW_S = 60
 DEFAULT_BUCKET_S = 1
@@ -623,6 +622,9 @@ _SCRIPTS = {
 }
 
 
+_ScriptCall = tuple[str, Sequence[str], Sequence[str | int]]  # script name, keys, arguments
+
+
 def _num(value: float) -> str:
     # repr keeps every digit of a float time; Lua's tonumber reads it back exactly.
     return repr(value)
@@ -651,10 +653,9 @@ class RedisCounters:
         self.bucket_s = bucket_s
         self.slot_ttl_s = slot_ttl_s
         self._shas: dict[str, str] = {}
-        self._on_the_wire = 0  # script calls sent and not answered yet
+        self._on_the_wire = 0  # script calls sent alone and not answered yet
         self.round_trips = 0  # script calls and pipelines sent so far
-        self._queue: list[tuple[str, Sequence[str], Sequence[str | int], asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._pipelines = Batcher(self._send_pipeline, name="redis counters")
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisCounters:
@@ -675,13 +676,8 @@ class RedisCounters:
         script is still atomic on the server, and one request's calls stay in order (each
         awaits the last).
         """
-        if self._on_the_wire:
-            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.append((name, keys, args, done))
-            if self._flusher is None:
-                self._flusher = spawn(self._flush(), name="redis counters")
-                self._flusher.add_done_callback(self._flushed)
-            return await done
+        if self._on_the_wire or self._pipelines.busy:
+            return await self._pipelines.submit((name, keys, args))
         self._on_the_wire += 1
         try:
             return await self._call(name, keys, args)
@@ -701,51 +697,25 @@ class RedisCounters:
             await self._load()
             return await self.redis.evalsha(self._shas[name], len(keys), *keys, *args)
 
-    async def _flush(self) -> None:
+    async def _send_pipeline(self, batch: list[_ScriptCall]) -> list[Outcome]:
         from redis.exceptions import NoScriptError
 
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                self._on_the_wire += 1
+        if not self._shas:
+            await self._load()
+        pipe = self.redis.pipeline(transaction=False)
+        for name, keys, args in batch:
+            pipe.evalsha(self._shas[name], len(keys), *keys, *args)
+        self.round_trips += 1
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        outcomes: list[Outcome] = []
+        for (name, keys, args), reply in zip(batch, replies, strict=True):
+            if isinstance(reply, NoScriptError):  # the server lost its scripts: this one alone
                 try:
-                    if not self._shas:
-                        await self._load()
-                    pipe = self.redis.pipeline(transaction=False)
-                    for name, keys, args, _ in batch:
-                        pipe.evalsha(self._shas[name], len(keys), *keys, *args)
-                    self.round_trips += 1
-                    replies: list[Any] = await pipe.execute(raise_on_error=False)
-                except Exception as exc:  # the connection failed: every call in it fails
-                    replies = [exc] * len(batch)
-                except BaseException:  # cancelled (the loop is closing): so are its calls
-                    for *_, done in batch:
-                        done.cancel()
-                    raise
-                finally:
-                    self._on_the_wire -= 1
-                for (name, keys, args, done), reply in zip(batch, replies, strict=True):
-                    if done.done():  # its caller went away
-                        continue
-                    if isinstance(reply, NoScriptError):  # (the server lost its scripts)
-                        try:
-                            reply = await self._call(name, keys, args)
-                        except Exception as exc:
-                            reply = exc
-                    if isinstance(reply, Exception):
-                        done.set_exception(reply)
-                    else:
-                        done.set_result(reply)
-        finally:
-            self._flusher = None
-
-    def _flushed(self, task: asyncio.Task[None]) -> None:
-        if self._flusher is task:
-            self._flusher = None
-        if task.cancelled():  # (perhaps before it started): the calls waiting for it are too
-            for *_, done in self._queue:
-                done.cancel()
-            self._queue = []
+                    reply = await self._call(name, keys, args)
+                except Exception as exc:
+                    reply = exc
+            outcomes.append((not isinstance(reply, Exception), reply))
+        return outcomes
 
     def _budget_keys(self, keys: Sequence[str]) -> list[str]:
         full = [self.prefix + k for k in keys]
@@ -852,6 +822,5 @@ class RedisCounters:
 
     async def aclose(self) -> None:
         """Finish the calls under way and close the connection pool."""
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        await self._pipelines.wait()
         await self.redis.aclose()

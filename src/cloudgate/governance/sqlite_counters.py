@@ -35,7 +35,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -52,8 +52,8 @@ from cloudgate.governance.counters import (
     WindowCheck,
     judge_admission,
 )
+from cloudgate.util.batching import Batcher, Outcome
 from cloudgate.util.sqlite import enable_wal
-from cloudgate.util.tasks import spawn
 
 BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_EVERY = 1000  # transactions on the loop between two WAL checkpoints in the thread
@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS slots (
 T = TypeVar("T")
 # A call waiting for its batch: the work, the clock when it was made, and where its result goes.
 _Work = Callable[[sqlite3.Connection, float], Any]
-_Call = tuple[_Work, float, "asyncio.Future[Any]"]
+_Call = tuple[_Work, float]  # the work and the clock when it was asked for
 
 
 def lock_path(path: Path) -> Path:
@@ -152,8 +152,7 @@ class SQLiteCounters:
         self._lock_fd = -1
         # One thread: the connection is used by one batch at a time, in order.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-counters")
-        self._queue: list[_Call] = []  # calls waiting for the next batch
-        self._drain: asyncio.Task[None] | None = None
+        self._batches = Batcher(self._send, name="sqlite counters")  # calls waiting for the thread
         self.transactions = 0  # committed so far (each holds one or many calls)
 
     def _db(self) -> sqlite3.Connection:
@@ -169,19 +168,15 @@ class SQLiteCounters:
         the next batch of the thread (calls made while a batch is there go together)."""
         now = self.clock()  # read on the loop: a test clock need not be thread-safe
         self._count_call()
-        if self._drain is None:
+        if not self._batches.busy:
             outcome = self._run_here(work, now)
             if outcome is not None:
                 if outcome[0]:
                     return cast(T, outcome[1])
                 raise outcome[1]
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[T] = loop.create_future()
-        self._queue.append((work, now, done))
-        self._start_drain()
-        return await done
+        return cast(T, await self._batches.submit((work, now)))
 
-    def _run_here(self, work: _Work, now: float) -> tuple[bool, Any] | None:
+    def _run_here(self, work: _Work, now: float) -> Outcome | None:
         """`work` in a transaction on the event loop, if that needs no waiting: the file's lock
         is free and no batch is in the thread. None when it must wait (in the thread).
 
@@ -233,48 +228,12 @@ class SQLiteCounters:
         # Every SWEEP_EVERY calls, one more in the background deletes what has expired.
         self._calls += 1
         if self._calls % SWEEP_EVERY == 0:
-            queued: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._queue.append((self._sweep, self.clock(), queued))
-            queued.add_done_callback(_quietly)
-            self._start_drain()
+            self._batches.submit((self._sweep, self.clock())).add_done_callback(_quietly)
 
-    def _start_drain(self) -> None:
-        if self._drain is None:
-            self._drain = spawn(self._drain_queue(), name="sqlite counters")
-            self._drain.add_done_callback(self._drained)
+    def _send(self, batch: list[_Call]) -> Awaitable[list[Outcome]]:
+        return asyncio.get_running_loop().run_in_executor(self._thread, self._run_batch, batch)
 
-    async def _drain_queue(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    outcomes = await loop.run_in_executor(self._thread, self._run_batch, batch)
-                except BaseException as exc:  # the loop is closing, or the thread is gone
-                    outcomes = [(False, exc)] * len(batch)
-                    if not isinstance(exc, Exception):
-                        for _, _, done in batch:
-                            done.cancel()
-                        raise
-                for (_, _, done), (ok, value) in zip(batch, outcomes, strict=True):
-                    if done.done():  # its caller went away
-                        continue
-                    if ok:
-                        done.set_result(value)
-                    else:
-                        done.set_exception(value)
-        finally:
-            self._drain = None
-
-    def _drained(self, task: asyncio.Task[None]) -> None:
-        if self._drain is task:
-            self._drain = None
-        if task.cancelled():  # (perhaps before it started): the calls waiting for it are too
-            for _, _, done in self._queue:
-                done.cancel()
-            self._queue = []
-
-    def _run_batch(self, batch: list[_Call]) -> list[tuple[bool, Any]]:
+    def _run_batch(self, batch: list[_Call]) -> list[Outcome]:
         """The calls of a batch in one transaction (each still atomic: the whole batch is); if
         one fails, the batch is rolled back and each call runs alone, so only it fails."""
         conn = self._db()
@@ -284,7 +243,7 @@ class SQLiteCounters:
                     return [(True, value) for value in self._transaction(conn, batch)]
                 except Exception:  # noqa: S110 - each call is tried alone below and reports its error
                     pass
-            outcomes: list[tuple[bool, Any]] = []
+            outcomes: list[Outcome] = []
             for call in batch:
                 try:
                     outcomes.append((True, self._transaction(conn, [call])[0]))
@@ -295,7 +254,7 @@ class SQLiteCounters:
     def _transaction(self, conn: sqlite3.Connection, calls: list[_Call]) -> list[Any]:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            values = [work(conn, now) for work, now, _ in calls]
+            values = [work(conn, now) for work, now in calls]
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -516,8 +475,7 @@ class SQLiteCounters:
 
     async def aclose(self) -> None:
         """Finish the calls under way, close the connection and stop the thread."""
-        if self._drain is not None:
-            await asyncio.shield(self._drain)
+        await self._batches.wait()
         if self._loop_conn is not None:
             self._loop_conn.close()
             self._loop_conn = None
