@@ -353,7 +353,10 @@ class Governor:
             entry.region = record.region
             entry.deployment = record.deployment
         entry.attempts = len(record.attempts)
-        cost = self.price(ticket, record.usage) if operation == Operation.MESSAGES.value else 0
+        cost = 0
+        if operation == Operation.MESSAGES.value:
+            # A whole answer was priced for its cost header (its final usage, where it was served).
+            cost = record.cost_micro if record.cost_micro is not None else self.price(ticket, record.usage)
         usage = record.usage
         entry.status = record.status
         entry.input_tokens = usage.input_tokens

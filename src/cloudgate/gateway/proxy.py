@@ -271,7 +271,9 @@ async def _send_whole(
     record.usage = usage
     record.stop_reason = stop
     if cost is not None and call.operation is Operation.MESSAGES:
-        headers.append((b"x-cloudgate-cost-usd", f"{cost(usage, target) / 1_000_000:.6f}".encode()))
+        # Kept on the record: the governor charges this same figure instead of pricing again.
+        record.cost_micro = priced = cost(usage, target)
+        headers.append((b"x-cloudgate-cost-usd", f"{priced / 1_000_000:.6f}".encode()))
     if call.operation is Operation.COUNT_TOKENS:
         # The one answer whose shape differs: {"input_tokens": N} vs Bedrock's {"inputTokens": N}.
         key = "inputTokens" if call.frontdoor is WireFormat.BEDROCK else "input_tokens"
