@@ -171,3 +171,29 @@ def test_remembered_header_values_still_lose_the_requests_own_secrets() -> None:
     assert redactor.short_text("x configured-secret-value") == f"x {REDACTED}"
     long = "a" * 600 + " Bearer abcdefghijklmnopqrstuvwxyz"
     assert redactor.short_text(long) == redactor.text(long) != long
+
+
+def test_kept_headers_lose_the_requests_own_secrets_wherever_they_are_echoed() -> None:
+    redactor = Redactor()
+    key = "odd-key-without-a-known-shape-42"
+    headers = {
+        "user-agent": "claude-cli/2.1.328 (external, cli)",
+        "x-api-key": key,
+        "x-claude-code-session-id": f"session-of-{key}",
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+    }
+    secrets = presented_secrets(headers, frozenset({"x-api-key"}))
+    first = redactor.headers(headers, secrets)
+    assert first == {
+        "user-agent": "claude-cli/2.1.328 (external, cli)",
+        "x-api-key": REDACTED,
+        "x-claude-code-session-id": f"session-of-{REDACTED}",
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+    }
+    assert list(first) == list(headers)  # in the order they came
+    # Values remembered from a request without the secret are not trusted for one with it.
+    plain = {"x-claude-code-session-id": f"session-of-{key}"}
+    assert redactor.headers(plain) == plain
+    assert redactor.headers(headers, secrets) == first
