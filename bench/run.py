@@ -300,21 +300,34 @@ def start_baseline(bench: Bench) -> Endpoint:
     return anthropic_endpoint(bench, port, headers=[], pid=proc.popen.pid)
 
 
-def start_cloudgate(bench: Bench, bare: bool = False) -> Endpoint:
+def start_cloudgate(
+    bench: Bench,
+    bare: bool = False,
+    *,
+    name: str | None = None,
+    extra: dict[str, Any] | None = None,
+    key: str = "governed",
+) -> Endpoint:
     """`cloudgate serve` with its defaults (governance on SQLite, routing, activity log, metrics),
     a key, and one request-log line per request (to its log file).
 
     `bare`: the `cloudgate-bare` target, a plain forwarding gateway: `governance: false` (only
     `gateway.keys`, no store), no activity log, no metrics, no request log; same key, upstream
     and routing. Its process, config and data directory are named `cloudgate-bare`.
+
+    For variants (bench/features.py): `name` names the process, config and data directory;
+    `extra` is merged into the settings (section by section); `key` is `governed` (a store key
+    with budgets and limits, see `governed_key`), `plain` (a store key of the same team and
+    user, without budgets or limits) or `configured` (the `gateway.keys` key: no store lookup).
     """
-    name = "cloudgate-bare" if bare else "cloudgate"
+    name = name or ("cloudgate-bare" if bare else "cloudgate")
+    data = {"cloudgate": "data", "cloudgate-bare": "data-bare"}.get(name, f"data-{name}")
     port = free_port()
     config = bench.workdir / f"{name}.yaml"
     settings: dict[str, Any] = {
         "gateway": {"host": "127.0.0.1", "port": port, "keys": [API_KEY], "log_requests": not bare},
         # the store (SQLite) and the spend journal; bare: must stay without a database
-        "data_dir": str(bench.workdir / ("data-bare" if bare else "data")),
+        "data_dir": str(bench.workdir / data),
         "vertex": {
             "project_id": "p",
             "region": "us-east5",
@@ -325,33 +338,43 @@ def start_cloudgate(bench: Bench, bare: bool = False) -> Endpoint:
     }
     if bare:
         settings |= {"governance": False, "activity": {"enabled": False}, "telemetry": {"metrics": False}}
+    for section, value in (extra or {}).items():
+        held = settings.get(section)
+        settings[section] = held | value if isinstance(held, dict) and isinstance(value, dict) else value
     config.write_text(json.dumps(settings, indent=2))  # JSON is YAML
     exe = VENV_BIN / "cloudgate"
     if not exe.exists():
         raise BenchError(f"{exe} is missing: run scripts/bootstrap.sh")
-    key = API_KEY if bare else governed_key(exe, config)
+    secret = API_KEY if bare or key == "configured" else governed_key(exe, config, limited=key == "governed")
     proc = bench.procs.start(name, [str(exe), "serve", "--config", str(config)])
     bench.procs.wait_listening(proc, port)
     ep = anthropic_endpoint(
-        bench, port, headers=[f"x-api-key:{key}", "anthropic-version:2023-06-01"], pid=proc.popen.pid
+        bench, port, headers=[f"x-api-key:{secret}", "anthropic-version:2023-06-01"], pid=proc.popen.pid
     )
-    ep.features = {
+    governance = {
         # a store key (team, user) with budgets and rate limits checked on every request, pricing,
         # the spend journal and log; store on SQLite
-        "governance": "store key, budgets, rate limits, spend" if not bare else False,
-        "activity_log": "off" if bare else "database",
-        "metrics": not bare,
-        "request_log": not bare,  # one JSON line per request, to the server's log file
+        "governed": "store key, budgets, rate limits, spend",
+        "plain": "store key, spend (no budgets or limits)",
+        "configured": "configured key, spend",
+    }
+    ep.features = {
+        "governance": False if bare else governance.get(key, key),
+        "activity_log": "database" if settings.get("activity", {}).get("enabled", True) else "off",
+        "metrics": settings.get("telemetry", {}).get("metrics", True),
+        # one JSON line per request, to the server's log file
+        "request_log": settings["gateway"]["log_requests"],
         "routing": "defaults (derived deployments, health)",
         "settings": settings,
     }
     return ep
 
 
-def governed_key(exe: Path, config: Path) -> str:
+def governed_key(exe: Path, config: Path, limited: bool = True) -> str:
     """A virtual key in the store, as governed users have: a team and a user, monthly budgets on
     the key and the team and rate limits on the key (all far above what a run spends, so every
-    request is checked and none refused). Returns the key's secret."""
+    request is checked and none refused); without them when not `limited`. Returns the key's
+    secret."""
 
     def cli(*args: str) -> Any:
         argv = [str(exe), *args, "--config", str(config), "--format", "json"]
@@ -364,6 +387,8 @@ def governed_key(exe: Path, config: Path) -> str:
     team = cli("teams", "create", "bench-team")["id"]
     user = cli("users", "create", "bench-user", "--team", team)["id"]
     key = cli("keys", "create", "--name", "bench", "--user", user, "--team", team)
+    if not limited:
+        return str(key["key"])
     cli("budgets", "set", "--scope", "key", "--id", key["id"], "--usd", "1000000")
     cli("budgets", "set", "--scope", "team", "--id", team, "--usd", "1000000")
     limits = ("--rpm", "100000000", "--input-tpm", "10000000000", "--max-concurrent", "100000")
