@@ -320,6 +320,8 @@ def start_cloudgate(
     with budgets and limits, see `governed_key`), `plain` (a store key of the same team and
     user, without budgets or limits) or `configured` (the `gateway.keys` key: no store lookup).
     """
+    if key not in ("governed", "plain", "configured"):
+        raise ValueError(f"unknown kind of key: {key!r}")
     name = name or ("cloudgate-bare" if bare else "cloudgate")
     data = {"cloudgate": "data", "cloudgate-bare": "data-bare"}.get(name, f"data-{name}")
     port = free_port()
