@@ -353,3 +353,13 @@ def test_a_busy_key_is_looked_up_again_before_its_cache_entry_expires(tmp_path) 
             await governor.close()
 
     run(main())
+
+
+def test_spend_rows_are_written_by_the_configured_batch(make_stack) -> None:
+    stack = make_stack(settings={"store": {"spend_flush_interval": 60, "spend_batch_size": 2}})
+    key, key_id = new_key(stack)
+    assert ask(stack, key).status_code == 200
+    assert spend_rows(stack, 1, timeout=1.0) == []  # one waiting: neither the interval nor the batch
+    assert ask(stack, key).status_code == 200
+    (row,) = spend_rows(stack, 2)  # the second fills the batch: written at once
+    assert (row.group, row.requests) == (key_id, 2)

@@ -134,7 +134,13 @@ class Governor:
         """Migrate the database if configured, then replay the journal of a previous run."""
         if self._settings.store.migrate_on_start:
             await upgrade(self._url)
-        self.writer = SpendWriter(SpendJournal(self._journal_dir), self.store.spend_sink())
+        store = self._settings.store
+        self.writer = SpendWriter(
+            SpendJournal(self._journal_dir),
+            self.store.spend_sink(),
+            interval=store.spend_flush_interval,
+            max_batch=store.spend_batch_size,
+        )
         replayed = await self.writer.start()
         if replayed:
             log.warning("recorded %d requests left in the spend journal by a previous run", len(replayed))
