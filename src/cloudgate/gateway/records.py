@@ -150,11 +150,7 @@ class JsonLinesSink:
             return
         records, self._pending = self._pending, []
         # Serialised here, many at once, rather than one per request as each finishes.
-        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        try:
-            data = b"".join([dumps(record.as_dict(), option=newline) for record in records])
-        except Exception:  # one odd record must not cost the others their lines
-            data = b"".join(_lines_one_by_one(records))
+        data = b"".join(_lines(records))
         try:
             self._file.write(data)
             self._file.flush()
@@ -170,8 +166,9 @@ class JsonLinesSink:
             self._file.close()
 
 
-def _lines_one_by_one(records: list[RequestRecord]) -> list[bytes]:
-    """Each record's line; a record that cannot be serialised is logged and left out."""
+def _lines(records: list[RequestRecord]) -> list[bytes]:
+    """Each record's line; a record that cannot be serialised is logged and left out (one odd
+    record must not cost the others their lines)."""
     lines = []
     for record in records:
         try:
