@@ -3,11 +3,15 @@ tokens x price is micro-dollars."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 import pytest
 
-from cloudgate.catalog.catalog import ModelEntry, default_catalog
+from cloudgate.catalog.catalog import ModelEntry, Prices, default_catalog
+from cloudgate.governance import pricing
 from cloudgate.governance.pricing import (
     UNPRICED,
     cost_micro,
@@ -274,3 +278,99 @@ class TestEstimate:
         cjk = "这是一个测试句子。" * 1_000
         body = json.dumps({"messages": [{"role": "user", "content": cjk}]}, ensure_ascii=False)
         assert estimate_input_tokens(len(body.encode())) >= int(len(cjk) * 1.5)
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(str(value))
+
+
+class TestIntegerRates:
+    """Prices are computed with integer rates; the `Decimal` arithmetic on the catalog's prices
+    as written is the reference they must match to the micro-dollar."""
+
+    @staticmethod
+    def reference(
+        usage: Usage, entry: ModelEntry, provider: str, region: str | None, betas: tuple[str, ...]
+    ) -> tuple[int, int]:
+        """(cost, worst case for the same input and output) by Decimal arithmetic."""
+        d = _decimal
+        p = entry.prices
+        five = usage.cache_creation_5m_input_tokens
+        hour = usage.cache_creation_1h_input_tokens
+        five += max(0, usage.cache_creation_input_tokens - five - hour)
+        total = usage.input_tokens + five + hour + usage.cache_read_input_tokens
+        lc = entry.long_context
+        if lc is not None and lc.beta in betas and total > lc.threshold:
+            inp, out = d(lc.input), d(lc.output)
+            w5, w1, read = inp * Decimal("1.25"), inp * 2, inp * Decimal("0.1")
+        else:
+            inp, out = d(p.input), d(p.output)
+            w5 = d(p.cache_write_5m) if p.cache_write_5m is not None else inp * Decimal("1.25")
+            w1 = d(p.cache_write_1h) if p.cache_write_1h is not None else inp * 2
+            read = d(p.cache_read) if p.cache_read is not None else inp * Decimal("0.1")
+        factor = Decimal(1)
+        if provider == "vertex" and region not in (None, "global"):
+            factor += d(entry.vertex_regional_premium)
+        raw = usage.input_tokens * inp + usage.output_tokens * out + five * w5 + hour * w1
+        raw += usage.cache_read_input_tokens * read
+        priced = int((raw * factor).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        # The worst case of an input bound of `total` and an output bound of the output tokens
+        # (the long-context tier is judged on the bound, as it is here).
+        worst = (total * max(inp, w5, w1) + usage.output_tokens * out) * factor
+        return priced, int(worst.to_integral_value(rounding=ROUND_CEILING))
+
+    def test_every_catalog_model_matches_decimal_arithmetic(self) -> None:
+        rng = random.Random(8)
+        places = [("anthropic", None), ("bedrock", "us-east-1"), ("vertex", "global"), ("vertex", "us-east5")]
+        for entry in default_catalog().entries:
+            for _ in range(200):
+                five, hour = (
+                    rng.choice([0, rng.randrange(0, 50_000)]),
+                    rng.choice([0, rng.randrange(0, 9_999)]),
+                )
+                usage = Usage(
+                    input_tokens=rng.choice([0, 1, 2, 3, rng.randrange(0, 400_000)]),
+                    output_tokens=rng.choice([0, 1, rng.randrange(0, 64_000)]),
+                    cache_creation_input_tokens=five + hour + rng.choice([0, 0, rng.randrange(0, 999)]),
+                    cache_creation_5m_input_tokens=five,
+                    cache_creation_1h_input_tokens=hour,
+                    cache_read_input_tokens=rng.choice([0, 1, 7, rng.randrange(0, 300_000)]),
+                )
+                provider, region = rng.choice(places)
+                betas = rng.choice([(), (LC_BETA,)])
+                priced, worst = self.reference(usage, entry, provider, region, betas)
+                assert cost(usage, entry, provider, region, betas) == priced, (entry.id, usage, region, betas)
+                inputs = (
+                    usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+                )
+                assert (
+                    max_cost_micro(
+                        entry,
+                        input_tokens_upper=inputs,
+                        max_tokens=usage.output_tokens,
+                        provider=provider,
+                        region=region,
+                        betas=betas,
+                    )
+                    == worst
+                ), (entry.id, usage, region, betas)
+
+    def test_rates_finer_than_the_integer_scale_are_priced_exactly(self) -> None:
+        # A price of ten decimals does not scale to an integer: the Decimal path prices it.
+        fine = dataclasses.replace(
+            SONNET_45, id="fine", prices=Prices(input=0.0000000001, output=15.0000000003), long_context=None
+        )
+        usage = Usage(input_tokens=10**12, output_tokens=10**9)
+        # 10^12 x 10^-10 = 100; 10^9 x 15.0000000003 = 15,000,000,000.3 -> 15,000,000,100 in all
+        assert cost(usage, fine) == 15_000_000_100
+        assert cost(usage, fine, "vertex", "us-east5") == 16_500_000_110  # x 1.1
+        worst = max_cost_micro(
+            fine, input_tokens_upper=10**12, max_tokens=10**9, provider="anthropic", region=None, betas=()
+        )
+        # every input token at the derived 1h write rate (2 x 10^-10): 200 + 15,000,000,000.3, up
+        assert worst == 15_000_000_201
+        assert pricing._rates(fine).base_scaled is None  # (it did take the Decimal path)
+
+    def test_half_a_micro_dollar_rounds_away_from_zero_either_way(self) -> None:
+        assert cost(Usage(input_tokens=2), HAIKU_3) == 1  # 0.5
+        assert cost(Usage(input_tokens=-2), HAIKU_3) == -1  # -0.5: as Decimal's ROUND_HALF_UP

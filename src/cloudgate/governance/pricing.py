@@ -1,8 +1,11 @@
 """What a request cost, and the most it could cost, in integer micro-dollars.
 
 Catalog prices are USD per million tokens, so `tokens * price` is already micro-dollars: the
-sums below are exact `Decimal` arithmetic on the prices as written in the catalog, rounded half
-up once, at the end.
+sums below are exact arithmetic on the prices as written in the catalog, rounded half up once,
+at the end. Every request is priced twice (its worst case before, its cost after), so the rates
+are turned once per catalog entry into integers (the `Decimal` rate times 10^9, exact for any
+price of up to nine decimals) and a request costs a few integer multiplications; an entry whose
+rates do not scale exactly is priced in `Decimal` as written.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from typing import Any
 
 from cloudgate.catalog.catalog import ModelEntry
 from cloudgate.protocol.messages import Usage
@@ -59,12 +63,12 @@ def _dec(value: float) -> Decimal:
 
 def base_rates(entry: ModelEntry) -> Rates:
     """The model's standard rates, cache rates derived from input where the catalog has none."""
-    return _rates(entry)[1]
+    return _rates(entry).base
 
 
 def long_context_rates(entry: ModelEntry) -> Rates | None:
     """The long-context tier's rates (cache rates as the standard multiples of its input rate)."""
-    return _rates(entry)[2]
+    return _rates(entry).long
 
 
 def premium_factor(entry: ModelEntry, *, provider: str, region: str | None) -> Decimal:
@@ -73,22 +77,68 @@ def premium_factor(entry: ModelEntry, *, provider: str, region: str | None) -> D
     A missing region is not charged: the router always knows the region it sent the request to,
     and guessing a premium would bill callers for something that may not have happened.
     """
-    if provider != "vertex" or region is None or region in _VERTEX_PREMIUM_FREE:
+    if not _premium_applies(provider, region):
         return _ONE
-    return _rates(entry)[3]
+    return _rates(entry).premium
+
+
+def _premium_applies(provider: str, region: str | None) -> bool:
+    return provider == "vertex" and region is not None and region not in _VERTEX_PREMIUM_FREE
 
 
 # Rates are computed once per catalog entry (every request is priced twice: its worst case before
 # and its cost after). Keyed by id, holding the entry so the id stays its own; bounded, since a
 # catalog refresh brings new entries.
-_RATE_CACHE: dict[int, tuple[ModelEntry, Rates, Rates | None, Decimal]] = {}
+_RATE_CACHE: dict[int, _Computed] = {}
 _RATE_CACHE_LIMIT = 4096
 _ONE = Decimal(1)
+_SCALE = 10**9  # integer rates are the Decimal rates times this
+_SCALE_SQUARED = _SCALE * _SCALE  # a scaled sum times a scaled premium factor
 
 
-def _rates(entry: ModelEntry) -> tuple[ModelEntry, Rates, Rates | None, Decimal]:
+@dataclass(slots=True, frozen=True)
+class _Scaled:
+    """One tier's rates times `_SCALE`, as integers; `worst_input` is the dearest input-side one."""
+
+    input: int
+    output: int
+    cache_write_5m: int
+    cache_write_1h: int
+    cache_read: int
+    worst_input: int
+
+
+@dataclass(slots=True, frozen=True)
+class _Computed:
+    entry: ModelEntry  # held so that its id stays its own while cached
+    base: Rates
+    long: Rates | None
+    premium: Decimal  # 1 + the Vertex regional premium
+    # The same as integers times `_SCALE`, None when a rate does not scale exactly.
+    base_scaled: _Scaled | None
+    long_scaled: _Scaled | None
+    premium_scaled: int | None
+
+
+def _scaled_value(value: Decimal) -> int | None:
+    scaled = value * _SCALE
+    return int(scaled) if scaled == scaled.to_integral_value() else None
+
+
+def _scaled(rates: Rates) -> _Scaled | None:
+    values = [
+        _scaled_value(v)
+        for v in (rates.input, rates.output, rates.cache_write_5m, rates.cache_write_1h, rates.cache_read)
+    ]
+    if any(v is None for v in values):
+        return None
+    inp, out, w5, w1, read = (int(v or 0) for v in values)
+    return _Scaled(inp, out, w5, w1, read, worst_input=max(inp, w5, w1))
+
+
+def _rates(entry: ModelEntry) -> _Computed:
     cached = _RATE_CACHE.get(id(entry))
-    if cached is not None and cached[0] is entry:
+    if cached is not None and cached.entry is entry:
         return cached
     p = entry.prices
     inp = _dec(p.input)
@@ -114,7 +164,16 @@ def _rates(entry: ModelEntry) -> tuple[ModelEntry, Rates, Rates | None, Decimal]
             cache_write_1h=lc_input * CACHE_WRITE_1H_MULTIPLIER,
             cache_read=lc_input * CACHE_READ_MULTIPLIER,
         )
-    computed = (entry, base, long, 1 + _dec(entry.vertex_regional_premium))
+    premium = 1 + _dec(entry.vertex_regional_premium)
+    computed = _Computed(
+        entry,
+        base,
+        long,
+        premium,
+        _scaled(base),
+        _scaled(long) if long is not None else None,
+        _scaled_value(premium),
+    )
     if len(_RATE_CACHE) >= _RATE_CACHE_LIMIT:
         _RATE_CACHE.clear()
     _RATE_CACHE[id(entry)] = computed
@@ -148,18 +207,36 @@ def price_usage(
     write_5m, write_1h = cache_write_split(usage)
     reads = usage.cache_read_input_tokens
     total_input = usage.input_tokens + write_5m + write_1h + reads
-    lc_rates = long_context_rates(entry)
-    use_lc = lc_rates is not None and _long_context_applies(entry, betas, total_input)
-    rates = lc_rates if use_lc and lc_rates is not None else base_rates(entry)
-    factor = premium_factor(entry, provider=provider, region=region)
-    raw = (
-        usage.input_tokens * rates.input
-        + usage.output_tokens * rates.output
+    computed = _rates(entry)
+    use_lc = computed.long is not None and _long_context_applies(entry, betas, total_input)
+    premium = _premium_applies(provider, region)
+    scaled = computed.long_scaled if use_lc else computed.base_scaled
+    factor = computed.premium_scaled if premium else _SCALE
+    counts = (usage.input_tokens, usage.output_tokens, write_5m, write_1h, reads)
+    if scaled is not None and factor is not None:
+        raw: int = _weighted(counts, scaled) * factor
+        micro = (
+            (2 * raw + _SCALE_SQUARED) // (2 * _SCALE_SQUARED)
+            if raw >= 0
+            else -((-2 * raw + _SCALE_SQUARED) // (2 * _SCALE_SQUARED))
+        )
+    else:  # in Decimal: a rate that does not scale to an integer exactly
+        rates = computed.long if use_lc and computed.long is not None else computed.base
+        micro = _round(_weighted(counts, rates) * (computed.premium if premium else _ONE))
+    return Cost(micro=micro, priced=True, long_context=use_lc, premium=premium and computed.premium != 1)
+
+
+def _weighted(counts: tuple[int, int, int, int, int], rates: Rates | _Scaled) -> Any:
+    """Input, output, 5-minute write, 1-hour write and read tokens, each at its rate: a Decimal
+    for `Rates`, an integer (times `_SCALE`) for `_Scaled`."""
+    inputs, outputs, write_5m, write_1h, reads = counts
+    return (
+        inputs * rates.input
+        + outputs * rates.output
         + write_5m * rates.cache_write_5m
         + write_1h * rates.cache_write_1h
         + reads * rates.cache_read
     )
-    return Cost(micro=_round(raw * factor), priced=True, long_context=use_lc, premium=factor != 1)
 
 
 def cost_micro(
@@ -190,15 +267,20 @@ def max_cost_micro(
     """
     if entry is None:
         return 0
-    lc_rates = long_context_rates(entry)
-    use_lc = lc_rates is not None and _long_context_applies(entry, betas, input_tokens_upper)
-    rates = lc_rates if use_lc and lc_rates is not None else base_rates(entry)
+    computed = _rates(entry)
+    use_lc = computed.long is not None and _long_context_applies(entry, betas, input_tokens_upper)
+    premium = _premium_applies(provider, region)
+    inputs, outputs = max(0, input_tokens_upper), max(0, max_tokens)
+    scaled = computed.long_scaled if use_lc else computed.base_scaled
+    factor = computed.premium_scaled if premium else _SCALE
+    if scaled is not None and factor is not None:
+        raw = (inputs * scaled.worst_input + outputs * scaled.output) * factor
+        return -(-raw // _SCALE_SQUARED)  # rounded up: a reservation is never a fraction short
+    rates = computed.long if use_lc and computed.long is not None else computed.base
     # Any input token may turn out to be a cache write; reads are always the cheapest.
     worst_input = max(rates.input, rates.cache_write_5m, rates.cache_write_1h)
-    factor = premium_factor(entry, provider=provider, region=region)
-    raw = max(0, input_tokens_upper) * worst_input + max(0, max_tokens) * rates.output
-    # Rounded up: a reservation must never be a fraction short of the real cost.
-    return int((raw * factor).to_integral_value(rounding=ROUND_CEILING))
+    exact = (inputs * worst_input + outputs * rates.output) * (computed.premium if premium else _ONE)
+    return int(exact.to_integral_value(rounding=ROUND_CEILING))
 
 
 def estimate_input_tokens(body_bytes_len: int) -> int:
