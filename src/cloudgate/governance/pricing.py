@@ -4,8 +4,8 @@ Catalog prices are USD per million tokens, so `tokens * price` is already micro-
 sums below are exact arithmetic on the prices as written in the catalog, rounded half up once,
 at the end. Every request is priced twice (its worst case before, its cost after), so the rates
 are turned once per catalog entry into integers (the `Decimal` rate times 10^9, exact for any
-price of up to nine decimals) and a request costs a few integer multiplications; an entry whose
-rates do not scale exactly is priced in `Decimal` as written.
+rate of up to nine decimals, derived cache rates included) and a request costs a few integer
+multiplications; a tier whose rates do not scale exactly is priced in `Decimal` as written.
 """
 
 from __future__ import annotations
