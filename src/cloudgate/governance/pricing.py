@@ -61,16 +61,6 @@ def _dec(value: float) -> Decimal:
     return Decimal(str(value))
 
 
-def base_rates(entry: ModelEntry) -> Rates:
-    """The model's standard rates, cache rates derived from input where the catalog has none."""
-    return _rates(entry).base
-
-
-def long_context_rates(entry: ModelEntry) -> Rates | None:
-    """The long-context tier's rates (cache rates as the standard multiples of its input rate)."""
-    return _rates(entry).long
-
-
 def premium_factor(entry: ModelEntry, *, provider: str, region: str | None) -> Decimal:
     """1 + the Vertex regional premium when it applies, else 1.
 
@@ -126,13 +116,11 @@ def _scaled_value(value: Decimal) -> int | None:
 
 
 def _scaled(rates: Rates) -> _Scaled | None:
-    values = [
-        _scaled_value(v)
-        for v in (rates.input, rates.output, rates.cache_write_5m, rates.cache_write_1h, rates.cache_read)
-    ]
-    if any(v is None for v in values):
+    rates_in_order = (rates.input, rates.output, rates.cache_write_5m, rates.cache_write_1h, rates.cache_read)
+    scaled = [v for v in map(_scaled_value, rates_in_order) if v is not None]
+    if len(scaled) < len(rates_in_order):
         return None
-    inp, out, w5, w1, read = (int(v or 0) for v in values)
+    inp, out, w5, w1, read = scaled
     return _Scaled(inp, out, w5, w1, read, worst_input=max(inp, w5, w1))
 
 
