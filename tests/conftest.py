@@ -94,8 +94,11 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
                 "gateway": {"keys": [GATEWAY_KEY], "log_requests": False},
                 "data_dir": str(tmp_path / f"data-{emu_srv.port}"),
                 # Spend rows sooner than by default (1 s), so tests see them soon; activity
-                # writes at the size its tests were written for.
-                "store": {"spend_flush_interval": 0.5},
+                # writes at the size its tests were written for. Written from the gateway's
+                # own loop: a writer process per gateway would double these tests' time (its
+                # start-up imports); tests/store/test_writer_process.py and every test that
+                # runs `cloudgate serve` cover the default.
+                "store": {"spend_flush_interval": 0.5, "writer": "inline"},
                 "activity": {"flush_interval": 1.0, "batch_size": 500},
                 "vertex": {
                     "project_id": UPSTREAM_PROJECT,

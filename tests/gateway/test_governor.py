@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -363,3 +365,30 @@ def test_spend_rows_are_written_by_the_configured_batch(make_stack) -> None:
     assert ask(stack, key).status_code == 200
     (row,) = spend_rows(stack, 2)  # the second fills the batch: written at once
     assert (row.group, row.requests) == (key_id, 2)
+
+
+def test_a_writer_process_records_spend_and_activity_and_survives_being_killed(make_stack) -> None:
+    # The default of `cloudgate serve` (the test stacks write inline, for speed).
+    settings = {
+        "store": {"writer": "process", "spend_flush_interval": 0.1},
+        "activity": {"flush_interval": 0.1},
+    }
+    stack = make_stack(settings=settings)
+    governor = stack.gateway.state.governor
+    assert governor is not None and governor.offload is not None
+    key, key_id = new_key(stack)
+    assert [ask(stack, key).status_code for _ in range(3)] == [200, 200, 200]
+    (row,) = spend_rows(stack, 3)
+    assert (row.group, row.requests) == (key_id, 3)
+    first = governor.offload.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)  # its replacement takes the next batches; nothing is lost
+    assert [ask(stack, key).status_code for _ in range(2)] == [200, 200]
+    (row,) = spend_rows(stack, 5)
+    assert row.requests == 5 and governor.offload.pid not in (None, first)
+    logged = run(_with_store(stack, lambda s: s.activity.count()))
+    deadline = time.monotonic() + 10
+    while logged < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        logged = run(_with_store(stack, lambda s: s.activity.count()))
+    assert logged == 5

@@ -159,6 +159,7 @@ class ActivityLog:
         settings: Settings,
         store: Store | None,
         *,
+        database: Callable[[list[ActivityEntry]], Awaitable[None]] | None = None,
         max_pending: int = MAX_PENDING,
         max_pending_bytes: int = MAX_PENDING_BYTES,
         retry_initial: float = 0.2,
@@ -188,7 +189,7 @@ class ActivityLog:
         self._outlets: list[_Outlet] = []
         if sink in ("database", "both") and store is not None:
             self._outlets.append(
-                _Outlet("database", store.activity.write, self._max_pending, max_pending_bytes)
+                _Outlet("database", database or store.activity.write, self._max_pending, max_pending_bytes)
             )
         if self.files is not None:
             self._outlets.append(_Outlet("files", self._write_files, self._max_pending, max_pending_bytes))

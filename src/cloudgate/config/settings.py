@@ -159,6 +159,10 @@ class StoreSettings(_Section):
     # what is waiting safe from a crash.
     spend_flush_interval: float = Field(1.0, gt=0)
     spend_batch_size: int = Field(2048, ge=1)
+    # Who writes spend rows, rollups and activity entries to the database: a child process the
+    # gateway starts ("process": the event loop only encodes each batch, decision 0038), or the
+    # gateway's own event loop and database thread ("inline": one process, slower under load).
+    writer: Literal["process", "inline"] = "process"
 
 
 class ModelSettings(_Section):

@@ -688,7 +688,12 @@ def create_gateway_app(
         governor=Governor(settings, catalog) if governance else None,
     )
     if settings.activity.enabled:
-        state.activity = ActivityLog(settings, state.governor.store if state.governor is not None else None)
+        governor = state.governor
+        state.activity = (
+            ActivityLog(settings, governor.store, database=governor.write_activity)
+            if governor is not None
+            else ActivityLog(settings, None)
+        )
         state.sinks.append(state.activity)
     app = GatewayApp(state)
     telemetry = settings.telemetry

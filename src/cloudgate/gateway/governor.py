@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from cloudgate.activity.entry import ActivityEntry
 from cloudgate.catalog import Catalog, ModelEntry
 from cloudgate.config.settings import Settings
 from cloudgate.gateway.records import RequestRecord
@@ -37,6 +38,7 @@ from cloudgate.store.engine import data_dir, database_url
 from cloudgate.store.keys import hash_key
 from cloudgate.store.migrate import upgrade
 from cloudgate.store.repositories import Store
+from cloudgate.store.writer_process import WriterProcess
 from cloudgate.util.tasks import spawn
 
 log = logging.getLogger("cloudgate.governance")
@@ -124,6 +126,11 @@ class Governor:
         self.limiter = RateLimiter(counters)
         self._journal_dir = journal_directory(settings)
         self.writer: SpendWriter | None = None
+        # Spend rows and activity entries go to the database through a child process, unless
+        # `store.writer` is "inline" (decision 0038).
+        self.offload: WriterProcess | None = None
+        if settings.store.writer == "process":
+            self.offload = WriterProcess(self._url, log_level=settings.log_level)
         self._cache: dict[str, tuple[float, Principal | None]] = {}  # key -> (until, principal)
         self._pending: dict[str, asyncio.Task[Principal | None]] = {}  # lookups under way
         self.cache_seconds = _CACHE_SECONDS
@@ -137,7 +144,7 @@ class Governor:
         store = self._settings.store
         self.writer = SpendWriter(
             SpendJournal(self._journal_dir),
-            self.store.spend_sink(),
+            self.offload if self.offload is not None else self.store.spend_sink(),
             interval=store.spend_flush_interval,
             max_batch=store.spend_batch_size,
         )
@@ -154,10 +161,18 @@ class Governor:
         if self.writer is not None:
             await self.writer.close()
             self.writer.journal.close()
+        if self.offload is not None:  # after the writers' last batches
+            await self.offload.close()
         for lookup in list(self._pending.values()):
             lookup.cancel()
         await self.counters.aclose()
         await self.store.close()
+
+    def write_activity(self, entries: list[ActivityEntry]) -> Awaitable[None]:
+        """The activity log's database write (through the writer process unless inline)."""
+        if self.offload is not None:
+            return self.offload.write_activity(entries)
+        return self.store.activity.write(entries)
 
     async def _load_spent(self, rule: BudgetRule, since: datetime) -> int:
         return await self.store.spend.spent_micro(rule.scope, rule.scope_id, since)
