@@ -80,23 +80,33 @@ def wait_for_workers(ep: harness.Endpoint, workers: int, timeout: float = 30.0) 
 
 
 def worker_pids(parent: int) -> list[int]:
-    """The worker processes `cloudgate serve` forked (its children)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{parent}/task").glob("*"):
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
+    """The worker processes `cloudgate serve` forked (its children, not its store writer)."""
+    found = [pid for pid in harness.helper_cpu_seconds(parent) if not is_store_writer(pid)]
     return sorted(found) or [parent]
+
+
+def is_store_writer(pid: int) -> bool:
+    """Whether `pid` is a gateway's store writer process (started with its own command line)."""
+    try:
+        return b"cloudgate.store.writer_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def measure(ep: harness.Endpoint, proc: harness.Proc, mode: str, conc: int, seconds: float) -> dict[str, Any]:
     """One wrk run, with each worker's share of the CPU time it took."""
     pids = worker_pids(proc.popen.pid)
     before = [harness.cpu_seconds(p) for p in pids]
+    writers_before = [harness.helper_cpu_seconds(p) for p in pids]
     result = harness.wrk(ep, mode, conc, seconds)
     used = [harness.cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
     result["worker_cpu_s"] = [round(u, 2) for u in used]
+    # Each worker's store writer process (decision 0038), counted apart like run.py does.
+    writers = [
+        sum(cpu - was.get(child, 0.0) for child, cpu in harness.helper_cpu_seconds(p).items())
+        for p, was in zip(pids, writers_before, strict=True)
+    ]
+    result["writer_cpu_s"] = [round(w, 2) for w in writers]
     # Requests per second of worker CPU: whether a request costs more with several workers
     # (shared counters, metric files, store contention) or they just got less of the machine.
     result["requests_per_cpu_s"] = result["requests"] / sum(used) if sum(used) else 0.0
