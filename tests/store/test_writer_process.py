@@ -199,3 +199,19 @@ def test_the_child_ends_when_its_gateway_dies(tmp_path: Path) -> None:
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(pid), "an orphaned writer process must not outlive its gateway"
+
+
+async def test_closing_waits_for_the_batches_already_sent(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    await upgrade(url)
+    writer = WriterProcess(url)
+    await writer.start()
+    sent = asyncio.ensure_future(writer.write_spend([spend(f"req_{i}") for i in range(200)]))
+    await asyncio.sleep(0.01)  # the batch is on its way
+    await writer.close()
+    await sent  # answered before the child stopped, not failed by the close
+    store = Store.open(url)
+    try:
+        assert len(await spend_rows(store)) == 200
+    finally:
+        await store.close()

@@ -185,29 +185,37 @@ class WriterProcess:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            # Before any await: a write made after this point goes to the next child, whose
+            # answers must not be failed here.
             writer.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 1.0)
-            code = process.returncode
-            reason = f"the store writer process (pid {process.pid}) went away (exit code {code})"
-            if not self._closed:
-                log.error("%s; the next write starts another", reason)
+            gone = WriterProcessError(f"the store writer process (pid {process.pid}) went away")
             for answer in self._waiting.values():
                 if not answer.done():
-                    answer.set_exception(WriterProcessError(reason))
+                    answer.set_exception(gone)
             self._waiting.clear()
+            if not self._closed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), 1.0)
+                log.error("%s (exit code %s); the next write starts another", gone, process.returncode)
 
     async def _stop(self, grace: float) -> None:
         process, writer, reader_task = self._process, self._writer, self._reader_task
         self._process = self._writer = self._reader_task = None
-        if writer is not None:
-            writer.close()  # end of input: the child finishes its write, answers, and exits
+        if writer is not None and not writer.is_closing():
+            if grace > 0 and writer.can_write_eof():
+                # End of input, the socket still open the other way: the child finishes what
+                # it was sent, answers it, and exits.
+                writer.write_eof()
+            else:
+                writer.close()
         if process is not None:
             try:
                 await asyncio.wait_for(process.wait(), grace)
             except TimeoutError:
-                log.warning("the store writer process did not stop within %.0f s: killed", grace)
-                process.kill()
+                if grace > 0:
+                    log.warning("the store writer process did not stop within %.0f s: killed", grace)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
                 await process.wait()
         if reader_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
