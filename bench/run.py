@@ -720,15 +720,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def helper_cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds used so far by each child process of `pid` (the store writer of a gateway)."""
+def child_pids(pid: int) -> list[int]:
+    """The child processes of `pid` (a gateway's store writer; `serve --workers N`'s workers)."""
     children: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             children += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
             continue
-    return {child: cpu_seconds(child) for child in children}
+    return sorted(children)
+
+
+def helper_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by each child process of `pid` (the store writer of a gateway)."""
+    return {child: cpu_seconds(child) for child in child_pids(pid)}
 
 
 def first_byte(

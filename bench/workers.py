@@ -81,8 +81,7 @@ def wait_for_workers(ep: harness.Endpoint, workers: int, timeout: float = 30.0) 
 
 def worker_pids(parent: int) -> list[int]:
     """The worker processes `cloudgate serve` forked (its children, not its store writer)."""
-    found = [pid for pid in harness.helper_cpu_seconds(parent) if not is_store_writer(pid)]
-    return sorted(found) or [parent]
+    return [pid for pid in harness.child_pids(parent) if not is_store_writer(pid)] or [parent]
 
 
 def is_store_writer(pid: int) -> bool:

@@ -11,12 +11,20 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from cloudgate.activity.entry import ActivityEntry
 from cloudgate.governance.types import SpendEntry
 from cloudgate.store import Store, upgrade
-from cloudgate.store.writer_process import WriterProcess, WriterProcessError, activity_entries, spend_entries
+from cloudgate.store.writer_process import (
+    WriterProcess,
+    WriterProcessError,
+    _activity_values,
+    _spend_values,
+    activity_entries,
+    spend_entries,
+)
 from tests.store.conftest import Database
 from tests.store.test_spend import T0, entry
 from tests.store.test_spend import rows as spend_rows
@@ -72,10 +80,6 @@ def test_rows_survive_the_trip_unchanged() -> None:
     for number, name in enumerate(("cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens")):
         setattr(full, name, number + 1)
     full.reserved_micro = 5_000
-    import orjson
-
-    from cloudgate.store.writer_process import _activity_values, _spend_values
-
     (back,) = spend_entries(orjson.loads(orjson.dumps([_spend_values(full)])))
     assert back == full
     entry = activity("req_1", finished_at=None, bodies_truncated=True, client_ip="127.0.0.1")

@@ -37,7 +37,6 @@ import socket
 import struct
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +44,7 @@ import orjson
 
 from cloudgate.activity.entry import ENTRY_FIELDS as ACTIVITY_FIELDS
 from cloudgate.activity.entry import ActivityEntry
+from cloudgate.governance.journal import ENTRY_FIELDS as SPEND_FIELDS
 from cloudgate.governance.types import SpendEntry
 from cloudgate.util.tasks import spawn
 
@@ -52,10 +52,9 @@ log = logging.getLogger("cloudgate.store.writer")
 
 _HEADER = struct.Struct(">I")
 _SLICE = 256  # entries encoded between two yields to the event loop
-_SPEND_FIELDS = tuple(f.name for f in fields(SpendEntry))
-_spend_values = operator.attrgetter(*_SPEND_FIELDS)
+_spend_values = operator.attrgetter(*SPEND_FIELDS)  # the spend journal's row order
 _activity_values = operator.attrgetter(*ACTIVITY_FIELDS)
-_SPEND_TIMES = tuple(_SPEND_FIELDS.index(n) for n in ("started_at", "finished_at"))
+_SPEND_TIMES = tuple(SPEND_FIELDS.index(n) for n in ("started_at", "finished_at"))
 _ACTIVITY_TIMES = tuple(ACTIVITY_FIELDS.index(n) for n in ("started_at", "finished_at"))
 _STOP_SECONDS = 10.0  # how long a closing gateway waits for its child to finish the last write
 
